@@ -1,0 +1,264 @@
+"""The domain plugin contract.
+
+A domain is a small object, in the spirit of scikit-learn estimators and ASE calculators:
+capabilities are declared as data (``properties``, ``has_pass_fail``, ``fidelities``), and a
+handful of methods do the work. ``foundry.testing.check_domain`` is the conformance suite.
+
+Error taxonomy (after ASE):
+
+* :class:`SetupError` - the tool is missing or misconfigured. The run stops; nothing is judged.
+* :class:`SimulationFailed` - the simulation ran and crashed or did not converge. Recorded as a
+  failure (retryable); the candidate is neither accepted nor rejected.
+* A rejection is a :class:`Verdict` with ``passed=False``, never an exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Source = Literal["synthetic", "real", "injected"]
+SOURCES: tuple[str, ...] = ("synthetic", "real", "injected")
+
+
+class FoundryError(Exception):
+    """Base class of the foundry's own errors."""
+
+
+class SetupError(FoundryError):
+    """A verifier or plugin cannot run at all here (missing binary, bad install)."""
+
+
+class SimulationFailed(FoundryError):
+    """The ground truth ran but produced no usable answer (crash, non-convergence)."""
+
+
+class PluginError(FoundryError):
+    """A plugin broke its contract (raised, returned garbage, hung)."""
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    """JSON with sorted keys and no whitespace: the bytes a content id is taken over."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def content_id(domain: str, payload: Mapping[str, Any]) -> str:
+    """Stable id of a candidate: the same payload in the same domain has the same id."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(domain.encode())
+    digest.update(b"\x00")
+    digest.update(canonical_json(payload).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """A measured property and the tolerance within which a prediction counts as right.
+
+    A prediction ``p`` of a true value ``t`` is right when
+    ``|p - t| <= abs_tol + rel_tol * |t|``.
+    """
+
+    name: str
+    unit: str
+    abs_tol: float = 0.0
+    rel_tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.abs_tol < 0 or self.rel_tol < 0 or (self.abs_tol == 0 and self.rel_tol == 0):
+            raise ValueError(f"property {self.name!r}: need abs_tol >= 0, rel_tol >= 0, not both 0")
+
+    def tolerance(self, value: np.ndarray | float) -> np.ndarray:
+        return self.abs_tol + self.rel_tol * np.abs(np.asarray(value, dtype=float))
+
+    def within(self, predicted: np.ndarray | float, true: np.ndarray | float) -> np.ndarray:
+        predicted = np.asarray(predicted, dtype=float)
+        true = np.asarray(true, dtype=float)
+        return np.abs(predicted - true) <= self.tolerance(true)
+
+
+@dataclass
+class Candidate:
+    """One proposed example. ``payload`` is plain JSON data validated by the domain's schema."""
+
+    payload: dict[str, Any]
+    source: Source = "synthetic"
+    generation: int = 0
+    parent_ids: tuple[str, ...] = ()
+    #: Filled by the scheduler (``content_id(domain, payload)``) if left empty.
+    id: str = ""
+
+
+@dataclass
+class Verdict:
+    """What the ground truth says about one candidate.
+
+    ``passed`` is the pass/fail answer (always ``True`` for a domain without pass/fail once the
+    simulation succeeded). ``properties`` holds the measured values, keyed by
+    ``PropertySpec.name``.
+    """
+
+    passed: bool
+    properties: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def validate(self, specs: Sequence[PropertySpec]) -> None:
+        """Raise :class:`PluginError` unless this is a well-formed verdict for ``specs``."""
+        if not isinstance(self.passed, bool | np.bool_):
+            raise PluginError(f"Verdict.passed must be bool, got {type(self.passed).__name__}")
+        if not isinstance(self.properties, dict):
+            raise PluginError("Verdict.properties must be a dict")
+        if self.passed:
+            missing = [s.name for s in specs if s.name not in self.properties]
+            if missing:
+                raise PluginError(f"passing verdict lacks properties {missing}")
+        for name, value in self.properties.items():
+            if not isinstance(value, int | float | np.floating | np.integer):
+                raise PluginError(f"property {name!r} is {type(value).__name__}, not a number")
+            if not math.isfinite(float(value)):
+                raise PluginError(f"property {name!r} is not finite: {value}")
+
+
+@dataclass
+class Predictions:
+    """Batched surrogate output for ``n`` candidates.
+
+    ``p_pass``: probability of passing (``None`` for domains without pass/fail).
+    ``values`` / ``sigmas``: predicted mean and standard deviation of each property.
+    A NaN anywhere for an item means "no opinion": the item goes to the ground truth.
+    """
+
+    n: int
+    p_pass: np.ndarray | None = None
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    sigmas: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def validate(self, specs: Sequence[PropertySpec], has_pass_fail: bool) -> None:
+        """Raise :class:`PluginError` unless shapes and keys match the domain's declaration."""
+        if has_pass_fail:
+            if self.p_pass is None or np.shape(self.p_pass) != (self.n,):
+                raise PluginError(f"p_pass must have shape ({self.n},)")
+        for spec in specs:
+            for kind, table in (("values", self.values), ("sigmas", self.sigmas)):
+                arr = table.get(spec.name)
+                if arr is None or np.shape(arr) != (self.n,):
+                    raise PluginError(f"{kind}[{spec.name!r}] must have shape ({self.n},)")
+
+
+@runtime_checkable
+class Surrogate(Protocol):
+    """A fast learned verifier. Trained only from ground-truth labels.
+
+    ``fit`` may be called repeatedly with a growing label set; each call yields a new version
+    (the scheduler numbers versions; the surrogate need not).
+    """
+
+    def fit(self, candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> None: ...
+
+    def predict(self, candidates: Sequence[Candidate]) -> Predictions: ...
+
+
+class GroundTruth(abc.ABC):
+    """The expensive verifier, split as prepare (pure) -> execute (the tool) -> parse (pure).
+
+    An instance lives on a worker and is reused across many candidates (warm state: a loaded
+    library, a started checker). ``recycle_after`` asks the host to replace the worker process
+    after that many evaluations (for tools that leak memory).
+    """
+
+    name: ClassVar[str] = "ground-truth"
+    recycle_after: ClassVar[int | None] = None
+
+    @property
+    def version(self) -> str:
+        """Version of the underlying tool, recorded with every verdict."""
+        return "unknown"
+
+    @abc.abstractmethod
+    def prepare(self, candidate: Candidate) -> Any:
+        """Turn a candidate into the tool's input (pure; testable without the tool)."""
+
+    @abc.abstractmethod
+    def execute(self, job: Any, workdir: str) -> Any:
+        """Run the tool. Raise SimulationFailed on crash/non-convergence, SetupError if absent."""
+
+    @abc.abstractmethod
+    def parse(self, raw: Any, candidate: Candidate) -> Verdict:
+        """Turn the tool's output into a verdict (pure)."""
+
+    def verify(self, candidate: Candidate, workdir: str) -> Verdict:
+        return self.parse(self.execute(self.prepare(candidate), workdir), candidate)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release warm state (processes, handles)."""
+
+
+class Domain(abc.ABC):
+    """A domain plugin: generator, rule layer, featurizer, surrogate, ground truth, reservoir.
+
+    Class attributes declare capabilities as data; the scheduler reads them and never
+    special-cases a domain by name.
+    """
+
+    #: Short registry name (entry point name in ``foundry.domains``).
+    name: ClassVar[str]
+    #: Version of the plugin; part of every example's provenance.
+    version: ClassVar[str]
+    #: JSON schema of ``Candidate.payload``.
+    payload_schema: ClassVar[dict[str, Any]]
+    #: Properties measured by the ground truth (may be empty for pass/fail domains).
+    properties: ClassVar[tuple[PropertySpec, ...]] = ()
+    #: Whether the ground truth gives a meaningful pass/fail (spec met, proof checks, tests pass).
+    has_pass_fail: ClassVar[bool] = True
+    #: Fidelity ladder, cheapest first; the last is the ground truth by default.
+    fidelities: ClassVar[tuple[str, ...]] = ("ground-truth",)
+    #: Generator knobs a steering policy may turn, with defaults.
+    steering_defaults: ClassVar[dict[str, float]] = {}
+
+    @abc.abstractmethod
+    def generate(
+        self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
+    ) -> list[Candidate]:
+        """Propose ``n`` candidates. Must be deterministic given ``rng``."""
+
+    @abc.abstractmethod
+    def check(self, candidate: Candidate) -> str | None:
+        """Cheap rule layer: ``None`` when fine, else the reason for rejection."""
+
+    @abc.abstractmethod
+    def featurize(self, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Fixed-length float vectors (n, d) for diversity/drift monitors and simple surrogates."""
+
+    @abc.abstractmethod
+    def surrogate(self) -> Surrogate:
+        """A fresh, untrained surrogate."""
+
+    @abc.abstractmethod
+    def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
+        """The verifier for ``fidelity`` (default: the last of ``fidelities``)."""
+
+    def reservoir(self) -> list[Candidate]:
+        """Real, published examples (``source='real'``) for mixing and monitoring."""
+        return []
+
+    # -- helpers shared by every domain ---------------------------------------------------
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "has_pass_fail": cls.has_pass_fail,
+            "properties": [
+                {"name": p.name, "unit": p.unit, "abs_tol": p.abs_tol, "rel_tol": p.rel_tol}
+                for p in cls.properties
+            ],
+            "fidelities": list(cls.fidelities),
+            "steering_defaults": dict(cls.steering_defaults),
+        }
