@@ -1,0 +1,131 @@
+"""Run configuration: the one place where user input is validated (pydantic), then frozen.
+
+A run is configured from a TOML or YAML file plus command-line overrides; the resolved
+configuration is written into the run directory so the run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Budget(BaseModel):
+    """When to stop. Any limit reached ends the run; ``None`` means no limit on that axis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_candidates: int | None = Field(2000, ge=1, description="candidates generated")
+    max_ground_truth_calls: int | None = Field(None, ge=0)
+    walltime_s: float | None = Field(None, gt=0)
+    target_accepted: int | None = Field(None, ge=1, description="stop after this many accepted")
+
+
+class RunConfig(BaseModel):
+    """Everything that determines a run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field("circuits", description="entry point name or module:attr")
+    allowed_domains: list[str] | None = Field(
+        None, description="allow-list; when set, `domain` must be in it"
+    )
+    run_dir: Path = Path("runs/latest")
+    seed: int = 0
+    fidelity: str | None = None
+    steering: dict[str, float] = Field(default_factory=dict)
+
+    # certified release
+    policy: Literal["certified", "fixed_band"] = Field(
+        "certified",
+        description="fixed_band: trust the surrogate inside fixed risk levels, no audits "
+        "(a DP-GEN-style comparison; gives no error bound)",
+    )
+    fixed_accept_risk: float = Field(0.05, ge=0, le=1, description="fixed_band accept level")
+    fixed_reject_risk: float = Field(0.05, ge=0, le=1, description="fixed_band reject level")
+    alpha: float = Field(0.02, gt=0, lt=1, description="target error rate of released items")
+    delta: float = Field(0.05, gt=0, lt=1, description="1 - confidence of the bound")
+    reject_alpha: float | None = Field(
+        None, gt=0, lt=1, description="target error rate of surrogate rejections (default alpha)"
+    )
+    audit_rate: float = Field(0.1, gt=0, le=1, description="fraction of surrogate-decided audits")
+    recalibrate_growth: float = Field(
+        2.0, gt=1, description="recalibrate when a version's audits grow by this factor"
+    )
+
+    # surrogate training
+    min_train_labels: int = Field(300, ge=2)
+    challenger_audits: int = Field(
+        1000, ge=1, description="audits a new version collects before a newer one may replace it"
+    )
+    retrain_every: int = Field(1000, ge=1, description="new ground-truth labels between fits")
+    surrogate: bool = Field(True, description="False: ground truth only (baseline)")
+
+    # execution
+    executor: Literal["local", "inline"] = "local"
+    n_workers: int | None = Field(None, ge=1)
+    isolation: Literal["process", "none"] = "process"
+    batch_size: int = Field(512, ge=1)
+    chunk_size: int = Field(32, ge=1, description="candidates per ground-truth task")
+    gt_timeout_s: float = Field(60.0, gt=0)
+    gt_max_attempts: int = Field(2, ge=1, description="tries for crashed/non-converged items")
+    memory_limit_mb: int | None = Field(None, ge=64)
+    max_pending: int | None = Field(
+        None, ge=1, description="ground-truth backlog that pauses generation (default: auto)"
+    )
+    generate_retries: int = Field(3, ge=0, description="consecutive generator failures tolerated")
+
+    budget: Budget = Field(default_factory=Budget)
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check_allow_list(self) -> RunConfig:
+        if self.allowed_domains is not None and self.domain not in self.allowed_domains:
+            raise ValueError(
+                f"domain {self.domain!r} is not in allowed_domains {self.allowed_domains}"
+            )
+        return self
+
+    @property
+    def effective_reject_alpha(self) -> float:
+        return self.reject_alpha if self.reject_alpha is not None else self.alpha
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML config file into a plain dict (validated later)."""
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix in {".yaml", ".yml"}:
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"{path}: config must be .toml, .yaml/.yml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a table/mapping")
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base`` (nested tables merge, scalars replace)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
+    data = read_config_file(path) if path else {}
+    return RunConfig.model_validate(merge(data, overrides))

@@ -1,0 +1,278 @@
+"""The provenance ledger: one SQLite file per run directory (WAL, one writer: the coordinator).
+
+Every candidate that reaches the scheduler gets a row at once (decision ``pending`` while the
+ground truth works on it), so a crash loses nothing that was generated. Surrogate versions and
+calibrations get their own tables; each example row points at the ones that decided it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+EXAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("seq", "INTEGER PRIMARY KEY"),
+    ("content_id", "TEXT NOT NULL"),
+    ("domain", "TEXT NOT NULL"),
+    ("domain_version", "TEXT NOT NULL"),
+    ("payload", "TEXT NOT NULL"),
+    ("source", "TEXT NOT NULL"),
+    ("generation", "INTEGER NOT NULL"),
+    ("parent_ids", "TEXT NOT NULL"),
+    ("generator_hash", "TEXT NOT NULL"),
+    ("rule_ok", "INTEGER NOT NULL"),
+    ("rule_reason", "TEXT"),
+    ("surrogate_version", "INTEGER"),
+    ("p_pass", "REAL"),
+    ("predicted", "TEXT"),
+    ("uncertainty", "TEXT"),
+    ("accept_risk", "REAL"),
+    ("reject_risk", "REAL"),
+    ("audit", "INTEGER NOT NULL"),
+    ("route", "TEXT NOT NULL"),
+    ("decision", "TEXT NOT NULL"),
+    ("decided_by", "TEXT"),
+    ("reason", "TEXT"),
+    ("calibration_version", "INTEGER"),
+    ("bound", "REAL"),
+    ("alpha", "REAL"),
+    ("gt_passed", "INTEGER"),
+    ("gt_properties", "TEXT"),
+    ("gt_reason", "TEXT"),
+    ("simulator", "TEXT"),
+    ("simulator_version", "TEXT"),
+    ("walltime_s", "REAL"),
+    ("worker_host", "TEXT"),
+    ("failure_kind", "TEXT"),
+    ("error", "TEXT"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("created_at", "REAL NOT NULL"),
+    ("decided_at", "REAL"),
+)
+COLUMN_NAMES = tuple(name for name, _ in EXAMPLE_COLUMNS)
+
+#: decisions an example row can end in
+DECISIONS = ("accepted", "rejected", "pending", "failed", "invalid")
+
+
+@dataclass
+class ExampleRow:
+    """One ledger row (see EXAMPLE_COLUMNS); JSON-valued fields are stored as text."""
+
+    seq: int
+    content_id: str
+    domain: str
+    domain_version: str
+    payload: str
+    source: str
+    generation: int
+    parent_ids: str
+    generator_hash: str
+    rule_ok: int
+    rule_reason: str | None
+    surrogate_version: int | None
+    p_pass: float | None
+    predicted: str | None
+    uncertainty: str | None
+    accept_risk: float | None
+    reject_risk: float | None
+    audit: int
+    route: str
+    decision: str
+    decided_by: str | None
+    reason: str | None
+    calibration_version: int | None
+    bound: float | None
+    alpha: float | None
+    gt_passed: int | None = None
+    gt_properties: str | None = None
+    gt_reason: str | None = None
+    simulator: str | None = None
+    simulator_version: str | None = None
+    walltime_s: float | None = None
+    worker_host: str | None = None
+    failure_kind: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: float = 0.0
+    decided_at: float | None = None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+assert tuple(f.name for f in fields(ExampleRow)) == COLUMN_NAMES
+
+
+@dataclass
+class GroundTruthUpdate:
+    """What the coordinator writes back when a ground-truth result arrives."""
+
+    seq: int
+    decision: str
+    decided_by: str | None
+    reason: str
+    gt_passed: int | None
+    gt_properties: str | None
+    gt_reason: str | None
+    simulator: str
+    simulator_version: str
+    walltime_s: float
+    worker_host: str
+    failure_kind: str | None
+    error: str | None
+    attempts: int
+    decided_at: float
+
+
+class Ledger:
+    """Single-writer SQLite ledger of a run. Readers open their own connection (``read_only``)."""
+
+    FILENAME = "ledger.sqlite"
+
+    def __init__(self, run_dir: Path, *, read_only: bool = False) -> None:
+        self.path = Path(run_dir) / self.FILENAME
+        if read_only:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no ledger at {self.path}")
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+        self.db.row_factory = sqlite3.Row
+
+    def _create(self) -> None:
+        cols = ",\n  ".join(f"{name} {kind}" for name, kind in EXAMPLE_COLUMNS)
+        self.db.executescript(
+            f"""
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS examples (\n  {cols}\n);
+            CREATE INDEX IF NOT EXISTS examples_decision ON examples(decision);
+            CREATE INDEX IF NOT EXISTS examples_content ON examples(content_id);
+            CREATE TABLE IF NOT EXISTS surrogates (
+              version INTEGER PRIMARY KEY, created_at REAL NOT NULL, n_labels INTEGER NOT NULL,
+              fit_s REAL NOT NULL, note TEXT);
+            CREATE TABLE IF NOT EXISTS calibrations (
+              version INTEGER PRIMARY KEY, surrogate_version INTEGER NOT NULL,
+              created_at REAL NOT NULL, delta_spent REAL NOT NULL, in_force INTEGER NOT NULL,
+              accept_threshold REAL, accept_n INTEGER, accept_errors INTEGER, accept_bound REAL,
+              reject_threshold REAL, reject_n INTEGER, reject_errors INTEGER, reject_bound REAL,
+              alpha REAL NOT NULL, reject_alpha REAL NOT NULL, coverage REAL);
+            CREATE TABLE IF NOT EXISTS events (
+              t REAL NOT NULL, level TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS monitor (t REAL NOT NULL, n_seen INTEGER NOT NULL,
+              metrics TEXT NOT NULL);
+            """
+        )
+        self.db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        self.db.commit()
+
+    # -- writing --------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        self.db.commit()
+
+    def next_seq(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM examples").fetchone()
+        return int(row[0]) + 1
+
+    def insert_examples(self, rows: Sequence[ExampleRow]) -> None:
+        if not rows:
+            return
+        marks = ",".join("?" * len(COLUMN_NAMES))
+        self.db.executemany(
+            f"INSERT INTO examples ({','.join(COLUMN_NAMES)}) VALUES ({marks})",
+            [row.as_tuple() for row in rows],
+        )
+        self.db.commit()
+
+    def update_ground_truth(self, updates: Sequence[GroundTruthUpdate]) -> None:
+        if not updates:
+            return
+        names = [f.name for f in fields(GroundTruthUpdate) if f.name != "seq"]
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        self.db.executemany(
+            f"UPDATE examples SET {assignments} WHERE seq = ?",
+            [tuple(getattr(u, n) for n in names) + (u.seq,) for u in updates],
+        )
+        self.db.commit()
+
+    def add_surrogate(self, version: int, n_labels: int, fit_s: float, note: str = "") -> None:
+        self.db.execute(
+            "INSERT INTO surrogates VALUES (?, ?, ?, ?, ?)",
+            (version, time.time(), n_labels, fit_s, note),
+        )
+        self.db.commit()
+
+    def add_calibration(self, record: dict[str, Any]) -> None:
+        keys = list(record)
+        self.db.execute(
+            f"INSERT INTO calibrations ({','.join(keys)}) VALUES ({','.join('?' * len(keys))})",
+            [record[k] for k in keys],
+        )
+        self.db.commit()
+
+    def event(self, level: str, kind: str, message: str) -> None:
+        self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (time.time(), level, kind, message))
+        self.db.commit()
+
+    def add_monitor(self, n_seen: int, metrics: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO monitor VALUES (?, ?, ?)", (time.time(), n_seen, json.dumps(metrics))
+        )
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reading --------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def counts(self) -> dict[str, int]:
+        return {
+            row[0]: row[1]
+            for row in self.db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY decision")
+        }
+
+    def count_by(self, *columns: str) -> list[tuple[Any, ...]]:
+        for col in columns:
+            if col not in COLUMN_NAMES:
+                raise ValueError(f"unknown column {col!r}")
+        cols = ", ".join(columns)
+        return [
+            tuple(r)
+            for r in self.db.execute(
+                f"SELECT {cols}, COUNT(*) FROM examples GROUP BY {cols} ORDER BY {cols}"
+            )
+        ]
+
+    def iter_rows(
+        self, where: str = "", params: Iterable[Any] = (), batch: int = 10_000
+    ) -> Iterator[list[sqlite3.Row]]:
+        cursor = self.db.execute(
+            f"SELECT * FROM examples {('WHERE ' + where) if where else ''} ORDER BY seq",
+            tuple(params),
+        )
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            yield rows
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        if name not in {"surrogates", "calibrations", "events", "monitor"}:
+            raise ValueError(f"unknown table {name!r}")
+        return [dict(r) for r in self.db.execute(f"SELECT * FROM {name}")]

@@ -1,0 +1,845 @@
+"""The two-tier scheduler: generate -> rule check -> surrogate -> route -> ground truth -> learn.
+
+Streaming, not batch-then-wait: the coordinator generates a batch, screens it, routes it, keeps
+the executor's slots full, and folds ground-truth results back in as they arrive (labels for
+retraining, audits for calibration). Generation pauses when the ground-truth backlog is full.
+
+Routing of a rule-valid candidate scored by the surrogate version in force (the champion):
+
+* no certified champion yet -> ground truth, and the item is an audit (every item is, so the
+  audit sample stays uniform);
+* otherwise, with probability ``audit_rate`` -> ground truth as an audit (chosen before looking
+  at the score);
+* else ``accept_risk <= accept threshold`` -> released on the surrogate's word;
+* else ``reject_risk <= reject threshold`` -> rejected on the surrogate's word;
+* else -> ground truth as an *uncertain* item (labelled and used for training, never an audit).
+
+A newly trained version is a challenger: it scores every item beside the champion, collects
+its own audits (only items scored by it count), and takes over once it has a certificate that
+decides at least as many recent items as the champion's does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foundry.calibration import (
+    RouteCertificate,
+    accept_error,
+    certify,
+    min_audits,
+    reject_error,
+    risks_from_predictions,
+    spend_delta,
+)
+from foundry.config import RunConfig
+from foundry.contract import (
+    SOURCES,
+    Candidate,
+    Domain,
+    PluginError,
+    Predictions,
+    SetupError,
+    Surrogate,
+    Verdict,
+    canonical_json,
+    content_id,
+)
+from foundry.executors import ChunkJob, ChunkOutcome, DaskExecutor, Executor, InlineExecutor
+from foundry.ledger import ExampleRow, GroundTruthUpdate, Ledger
+from foundry.monitor import Monitor
+from foundry.verifier_host import CRASH, SIMULATION_FAILED, GTResult
+
+RETRYABLE = {SIMULATION_FAILED, CRASH}
+RECENT_SCORES = 4096
+
+
+@dataclass
+class Certificate:
+    """The thresholds a surrogate version may decide with, and the bounds behind them."""
+
+    version: int
+    surrogate_version: int
+    accept: RouteCertificate
+    reject: RouteCertificate | None
+
+    @property
+    def certified(self) -> bool:
+        return self.accept.certified or (self.reject is not None and self.reject.certified)
+
+    def coverage(self, accept_risk: np.ndarray, reject_risk: np.ndarray) -> float:
+        """Fraction of the given items this certificate lets the surrogate decide."""
+        if len(accept_risk) == 0:
+            return 0.0
+        decided = accept_risk <= self.accept.threshold
+        if self.reject is not None:
+            decided |= reject_risk <= self.reject.threshold
+        return float(decided.mean())
+
+
+@dataclass
+class SurrogateSlot:
+    """A trained surrogate version with the audits that may calibrate it."""
+
+    version: int
+    model: Surrogate
+    n_labels: int
+    accept_risks: list[float] = field(default_factory=list)
+    reject_risks: list[float] = field(default_factory=list)
+    accept_errors: list[bool] = field(default_factory=list)
+    reject_errors: list[bool] = field(default_factory=list)
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_SCORES))
+    next_calibration_at: int = 0
+    certificate: Certificate | None = None
+
+    @property
+    def n_audits(self) -> int:
+        return len(self.accept_errors)
+
+    def coverage(self) -> float:
+        if self.certificate is None or not self.recent:
+            return 0.0
+        arr = np.asarray(self.recent)
+        return self.certificate.coverage(arr[:, 0], arr[:, 1])
+
+
+@dataclass
+class Scored:
+    """One version's opinion of one item."""
+
+    version: int
+    accept_risk: float
+    reject_risk: float
+    p_pass: float | None
+    values: dict[str, float]
+
+
+@dataclass
+class PendingItem:
+    candidate: Candidate
+    audit: bool
+    route: str
+    scores: list[Scored]
+    attempts: int = 0
+
+
+@dataclass
+class RunStats:
+    """Counters the progress display and the summary read."""
+
+    generated: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    surrogate_accepted: int = 0
+    surrogate_rejected: int = 0
+    gt_calls: int = 0
+    gt_walltime_s: float = 0.0
+    audits: int = 0
+    pending: int = 0
+    surrogate_versions: int = 0
+    champion: int | None = None
+    accept_threshold: float | None = None
+    bound: float | None = None
+    elapsed_s: float = 0.0
+    generator_failures: int = 0
+    stop_reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+ProgressCallback = Callable[[RunStats], None]
+SteeringPolicy = Callable[[RunStats, Mapping[str, float]], Mapping[str, float]]
+
+
+def _json_floats(values: Mapping[str, float]) -> str:
+    return json.dumps({k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()})
+
+
+class Scheduler:
+    """Runs one foundry run to its budget. Construct, then call :meth:`run`."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        domain: Domain | None = None,
+        *,
+        executor: Executor | None = None,
+        candidates: Iterator[list[Candidate]] | None = None,
+        progress: ProgressCallback | None = None,
+        steering_policy: SteeringPolicy | None = None,
+    ) -> None:
+        from foundry.registry import load_domain
+
+        self.cfg = config
+        self.domain = domain if domain is not None else load_domain(
+            config.domain, config.allowed_domains
+        )
+        self.specs = tuple(self.domain.properties)
+        self.run_dir = Path(config.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.run_dir)
+        self._owns_executor = executor is None
+        self.executor = executor if executor is not None else self._make_executor()
+        self.external = candidates
+        self.progress = progress
+        self.steering_policy = steering_policy
+        self.steering: dict[str, float] = {**self.domain.steering_defaults, **config.steering}
+        root = np.random.SeedSequence(config.seed)
+        gen_seed, audit_seed = root.spawn(2)
+        self.gen_rng = np.random.default_rng(gen_seed)
+        self.audit_rng = np.random.default_rng(audit_seed)
+        self.stats = RunStats()
+        self.seq = self.ledger.next_seq()
+        self.seen: set[str] = set()
+        self.labels: list[tuple[Candidate, Verdict]] = []
+        self.labels_at_fit = 0
+        self.slots: dict[int, SurrogateSlot] = {}
+        self.champion: int | None = None
+        self.challenger: int | None = None
+        self.calibration_index = 0
+        self.pending: dict[int, PendingItem] = {}
+        self.queue: list[tuple[int, Candidate]] = []
+        self._training: threading.Thread | None = None
+        self._trained: tuple[Surrogate, int, float] | BaseException | None = None
+        self._started = time.monotonic()
+        self._generator_hash = ""
+        self.monitor = Monitor(self.domain, self.ledger)
+        self._sync_training = config.executor == "inline"
+        self._fixed_band = config.policy == "fixed_band"
+        self._audit_rate = 0.0 if self._fixed_band else config.audit_rate
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _make_executor(self) -> Executor:
+        if self.cfg.executor == "inline":
+            return InlineExecutor()
+        return DaskExecutor(n_workers=self.cfg.n_workers)
+
+    def _generator_config_hash(self) -> str:
+        blob = canonical_json(
+            {
+                "domain": self.domain.name,
+                "version": self.domain.version,
+                "steering": self.steering,
+                "seed": self.cfg.seed,
+            }
+        )
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    def _write_meta(self) -> None:
+        from foundry import __version__
+
+        self.cfg.dump(self.run_dir / "config.json")
+        self.ledger.set_meta("config", self.cfg.model_dump(mode="json"))
+        self.ledger.set_meta("domain", self.domain.describe())
+        self.ledger.set_meta("foundry_version", __version__)
+        self.ledger.set_meta("started_at", time.time())
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> RunStats:
+        self._write_meta()
+        self._generator_hash = self._generator_config_hash()
+        try:
+            while True:
+                self._absorb_training()
+                self._collect(timeout_s=0.0)
+                reason = self._stop_reason()
+                if reason:
+                    self.stats.stop_reason = reason
+                    break
+                if self._backlog() < self._max_pending():
+                    if not self._produce_batch():
+                        self.stats.stop_reason = "candidate source exhausted"
+                        break
+                else:
+                    self._collect(timeout_s=0.2)
+                self._submit()
+                self._report()
+            self._drain()
+        finally:
+            self._finish()
+        return self.stats
+
+    def _max_pending(self) -> int:
+        if self.cfg.max_pending:
+            return self.cfg.max_pending
+        return max(self.executor.slots * self.cfg.chunk_size * 4, self.cfg.batch_size)
+
+    def _backlog(self) -> int:
+        return len(self.pending)
+
+    def _stop_reason(self) -> str:
+        budget = self.cfg.budget
+        elapsed = time.monotonic() - self._started
+        if budget.walltime_s is not None and elapsed >= budget.walltime_s:
+            return f"wall time {budget.walltime_s:g} s reached"
+        if budget.max_candidates is not None and self.stats.generated >= budget.max_candidates:
+            return f"{budget.max_candidates} candidates generated"
+        if (
+            budget.max_ground_truth_calls is not None
+            and self.stats.gt_calls + len(self.queue) >= budget.max_ground_truth_calls
+        ):
+            return f"{budget.max_ground_truth_calls} ground-truth calls used"
+        if budget.target_accepted is not None and self.stats.accepted >= budget.target_accepted:
+            return f"{budget.target_accepted} examples accepted"
+        return ""
+
+    def _drain(self) -> None:
+        deadline = None
+        if self.cfg.budget.walltime_s is not None:
+            deadline = time.monotonic() + max(self.cfg.gt_timeout_s * 2, 30.0)
+        while self.pending:
+            self._submit()
+            self._collect(timeout_s=0.2)
+            self._absorb_training()
+            self._report()
+            if deadline is not None and time.monotonic() > deadline:
+                self.ledger.event(
+                    "warning", "drain", f"{len(self.pending)} items left pending at stop"
+                )
+                break
+        self._join_training()
+        self._absorb_training()
+
+    def _finish(self) -> None:
+        self.stats.elapsed_s = time.monotonic() - self._started
+        self.stats.pending = len(self.pending)
+        with contextlib.suppress(Exception):
+            self.ledger.set_meta("finished_at", time.time())
+            self.ledger.set_meta("stats", self.stats.as_dict())
+            self.monitor.flush(self.stats.generated)
+        if self._owns_executor:
+            self.executor.close()
+        self.ledger.close()
+        self._report(final=True)
+
+    def _report(self, final: bool = False) -> None:
+        self.stats.elapsed_s = time.monotonic() - self._started
+        self.stats.pending = len(self.pending)
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    # -- producing and routing ----------------------------------------------------------------
+    def _next_candidates(self, n: int) -> list[Candidate] | None:
+        if self.external is not None:
+            return next(self.external, None)
+        if self.steering_policy is not None:
+            self.steering = dict(self.steering_policy(self.stats, self.steering))
+            self._generator_hash = self._generator_config_hash()
+        try:
+            batch = self.domain.generate(n, self.gen_rng, self.steering)
+            if not isinstance(batch, list) or not all(isinstance(c, Candidate) for c in batch):
+                raise PluginError("generate() must return a list of Candidate")
+        except SetupError:
+            raise
+        except Exception as exc:
+            self.stats.generator_failures += 1
+            self.ledger.event("error", "generate", f"{type(exc).__name__}: {exc}")
+            if self.stats.generator_failures > self.cfg.generate_retries:
+                raise PluginError(
+                    f"generator failed {self.stats.generator_failures} times in a row; last: {exc}"
+                ) from exc
+            return []
+        self.stats.generator_failures = 0
+        return batch
+
+    def _produce_batch(self) -> bool:
+        n = self.cfg.batch_size
+        if self.cfg.budget.max_candidates is not None:
+            n = min(n, self.cfg.budget.max_candidates - self.stats.generated)
+        batch = self._next_candidates(n)
+        if batch is None:
+            return False
+        self.stats.generated += len(batch)
+        now = time.time()
+        rows: list[ExampleRow] = []
+        fresh: list[tuple[int, Candidate]] = []
+        for cand in batch:
+            try:
+                payload_text = canonical_json(cand.payload)
+            except (TypeError, ValueError) as exc:
+                rows.append(self._invalid_row(cand, "{}", f"payload is not JSON: {exc}", now))
+                continue
+            cand.id = cand.id or content_id(self.domain.name, cand.payload)
+            if cand.id in self.seen:
+                self.stats.duplicates += 1
+                continue
+            self.seen.add(cand.id)
+            reason = self._check(cand)
+            if reason is not None:
+                rows.append(self._invalid_row(cand, payload_text, reason, now))
+                continue
+            fresh.append((len(rows), cand))
+            rows.append(self._base_row(cand, payload_text, now))
+        self._screen_and_route(fresh, rows)
+        self.ledger.insert_examples(rows)
+        self.monitor.observe(rows, [c for _, c in fresh])
+        return True
+
+    def _check(self, cand: Candidate) -> str | None:
+        if cand.source not in SOURCES:
+            return f"unknown source {cand.source!r}"
+        try:
+            reason = self.domain.check(cand)
+        except Exception as exc:
+            return f"rule check raised {type(exc).__name__}: {exc}"
+        if reason is not None and (not isinstance(reason, str) or not reason):
+            return f"rule check returned {reason!r} instead of None or a reason"
+        return reason
+
+    def _base_row(self, cand: Candidate, payload_text: str, now: float) -> ExampleRow:
+        row = ExampleRow(
+            seq=self.seq,
+            content_id=cand.id,
+            domain=self.domain.name,
+            domain_version=self.domain.version,
+            payload=payload_text,
+            source=cand.source,
+            generation=int(cand.generation),
+            parent_ids=json.dumps(list(cand.parent_ids)),
+            generator_hash=self._generator_hash if self.external is None else "external",
+            rule_ok=1,
+            rule_reason=None,
+            surrogate_version=None,
+            p_pass=None,
+            predicted=None,
+            uncertainty=None,
+            accept_risk=None,
+            reject_risk=None,
+            audit=0,
+            route="",
+            decision="pending",
+            decided_by=None,
+            reason=None,
+            calibration_version=None,
+            bound=None,
+            alpha=None,
+            created_at=now,
+        )
+        self.seq += 1
+        return row
+
+    def _invalid_row(self, cand: Candidate, payload_text: str, reason: str, now: float) -> ExampleRow:
+        cand.id = cand.id or hashlib.blake2b(payload_text.encode(), digest_size=16).hexdigest()
+        row = self._base_row(cand, payload_text, now)
+        row.rule_ok = 0
+        row.rule_reason = reason
+        row.route = "rule"
+        row.decision = "invalid"
+        row.decided_by = "rule"
+        row.reason = reason
+        row.decided_at = now
+        self.stats.invalid += 1
+        return row
+
+    def _score(self, slot: SurrogateSlot, cands: list[Candidate]) -> list[Scored] | None:
+        """One version's opinions; None when the surrogate raised or returned garbage."""
+        try:
+            pred = slot.model.predict(cands)
+            if not isinstance(pred, Predictions) or pred.n != len(cands):
+                raise PluginError("predict() must return Predictions for every candidate")
+            pred.validate(self.specs, self.domain.has_pass_fail)
+        except Exception as exc:
+            self.ledger.event("error", "surrogate", f"v{slot.version}: {type(exc).__name__}: {exc}")
+            return None
+        accept, reject = risks_from_predictions(pred, self.specs, self.domain.has_pass_fail)
+        out = []
+        for i in range(len(cands)):
+            values = {s.name: float(pred.values[s.name][i]) for s in self.specs}
+            p = float(pred.p_pass[i]) if pred.p_pass is not None else None
+            out.append(Scored(slot.version, float(accept[i]), float(reject[i]), p, values))
+            slot.recent.append((float(accept[i]), float(reject[i])))
+        return out
+
+    def _screen_and_route(self, fresh: list[tuple[int, Candidate]], rows: list[ExampleRow]) -> None:
+        if not fresh:
+            return
+        cands = [c for _, c in fresh]
+        versions = [v for v in (self.champion, self.challenger) if v is not None]
+        scored: dict[int, list[Scored] | None] = {
+            v: self._score(self.slots[v], cands) for v in versions
+        }
+        champ = self.slots[self.champion] if self.champion is not None else None
+        cert = champ.certificate if champ is not None else None
+        champ_scores = scored.get(self.champion) if self.champion is not None else None
+        decider_ok = cert is not None and cert.certified and champ_scores is not None
+        audit_draws = self.audit_rng.random(len(cands))
+        now = time.time()
+        for i, (row_index, cand) in enumerate(fresh):
+            row = rows[row_index]
+            item_scores = [s[i] for s in scored.values() if s is not None]
+            shown = champ_scores[i] if champ_scores is not None else (
+                item_scores[-1] if item_scores else None
+            )
+            if shown is not None:
+                self._fill_prediction(row, shown, versions)
+            if not versions:
+                self._to_ground_truth(row, cand, "no_surrogate", True, item_scores)
+                continue
+            if not decider_ok:
+                route = "uncalibrated" if champ_scores is not None or item_scores else "surrogate_error"
+                self._to_ground_truth(row, cand, route, bool(item_scores), item_scores)
+                continue
+            assert cert is not None and champ_scores is not None
+            s = champ_scores[i]
+            if audit_draws[i] < self._audit_rate:
+                self._to_ground_truth(row, cand, "audit", True, item_scores)
+            elif s.accept_risk <= cert.accept.threshold:
+                self._decide_by_surrogate(row, "accepted", cert, cert.accept, s, now)
+            elif cert.reject is not None and s.reject_risk <= cert.reject.threshold:
+                self._decide_by_surrogate(row, "rejected", cert, cert.reject, s, now)
+            else:
+                self._to_ground_truth(row, cand, "uncertain", False, item_scores)
+
+    def _fill_prediction(self, row: ExampleRow, s: Scored, versions: list[int]) -> None:
+        row.surrogate_version = s.version
+        row.p_pass = s.p_pass
+        row.predicted = _json_floats(s.values)
+        row.accept_risk = s.accept_risk if math.isfinite(s.accept_risk) else None
+        row.reject_risk = s.reject_risk if math.isfinite(s.reject_risk) else None
+
+    def _decide_by_surrogate(
+        self,
+        row: ExampleRow,
+        decision: str,
+        cert: Certificate,
+        route_cert: RouteCertificate,
+        s: Scored,
+        now: float,
+    ) -> None:
+        row.route = f"surrogate_{'accept' if decision == 'accepted' else 'reject'}"
+        row.decision = decision
+        row.decided_by = "surrogate"
+        risk = s.accept_risk if decision == "accepted" else s.reject_risk
+        row.reason = f"risk {risk:.4g} <= certified threshold {route_cert.threshold:.4g}"
+        row.calibration_version = cert.version
+        row.bound = route_cert.upper_bound if math.isfinite(route_cert.upper_bound) else None
+        row.alpha = route_cert.alpha
+        row.decided_at = now
+        if decision == "accepted":
+            self.stats.accepted += 1
+            self.stats.surrogate_accepted += 1
+        else:
+            self.stats.rejected += 1
+            self.stats.surrogate_rejected += 1
+
+    def _to_ground_truth(
+        self, row: ExampleRow, cand: Candidate, route: str, audit: bool, scores: list[Scored]
+    ) -> None:
+        row.route = route
+        row.audit = int(audit)
+        row.reason = route
+        self.pending[row.seq] = PendingItem(cand, audit, route, scores)
+        self.queue.append((row.seq, cand))
+
+    # -- ground truth -----------------------------------------------------------------------------
+    def _submit(self) -> None:
+        while self.queue and self.executor.in_flight() < self.executor.slots:
+            items, self.queue = self.queue[: self.cfg.chunk_size], self.queue[self.cfg.chunk_size :]
+            self.stats.gt_calls += len(items)
+            self.executor.submit(
+                ChunkJob(
+                    domain_spec=self._domain_spec(),
+                    fidelity=self.cfg.fidelity,
+                    items=tuple(items),
+                    timeout_s=self.cfg.gt_timeout_s,
+                    isolation=self.cfg.isolation,
+                    memory_limit_mb=self.cfg.memory_limit_mb,
+                )
+            )
+
+    def _domain_spec(self) -> str:
+        cls = type(self.domain)
+        if self.cfg.domain and (":" in self.cfg.domain or self.cfg.domain == self.domain.name):
+            return self.cfg.domain
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    def _collect(self, timeout_s: float) -> None:
+        outcomes = self.executor.collect(timeout_s)
+        if not outcomes:
+            return
+        updates: list[GroundTruthUpdate] = []
+        for outcome in outcomes:
+            updates.extend(self._absorb_outcome(outcome))
+        self.ledger.update_ground_truth(updates)
+        self._maybe_calibrate()
+        self._maybe_retrain()
+
+    def _absorb_outcome(self, outcome: ChunkOutcome) -> list[GroundTruthUpdate]:
+        if outcome.error is not None:
+            if isinstance(outcome.error, SetupError):
+                raise outcome.error
+            message = f"{type(outcome.error).__name__}: {outcome.error}"
+            self.ledger.event("error", "executor", message)
+            results = [GTResult(key, None, CRASH, f"chunk lost: {message}") for key, _ in outcome.job.items]
+        else:
+            results = outcome.results
+        updates = []
+        for result in results:
+            update = self._absorb_result(result)
+            if update is not None:
+                updates.append(update)
+        return updates
+
+    def _absorb_result(self, result: GTResult) -> GroundTruthUpdate | None:
+        item = self.pending.get(result.key)
+        if item is None:
+            return None
+        item.attempts += 1
+        self.stats.gt_walltime_s += result.walltime_s
+        if (
+            result.verdict is None
+            and result.failure_kind in RETRYABLE
+            and item.attempts < self.cfg.gt_max_attempts
+        ):
+            self.queue.append((result.key, item.candidate))
+            return None
+        del self.pending[result.key]
+        verdict = result.verdict
+        now = time.time()
+        if verdict is not None:
+            decision = "accepted" if verdict.passed else "rejected"
+            self.labels.append((item.candidate, verdict))
+            if decision == "accepted":
+                self.stats.accepted += 1
+            else:
+                self.stats.rejected += 1
+        else:
+            decision = "failed"
+            self.stats.failed += 1
+        if item.audit:
+            self.stats.audits += 1
+            for s in item.scores:
+                slot = self.slots.get(s.version)
+                if slot is None:
+                    continue
+                slot.accept_risks.append(s.accept_risk)
+                slot.reject_risks.append(s.reject_risk)
+                slot.accept_errors.append(accept_error(verdict, s.values, self.specs))
+                slot.reject_errors.append(reject_error(verdict))
+        return GroundTruthUpdate(
+            seq=result.key,
+            decision=decision,
+            decided_by="ground_truth" if verdict is not None else None,
+            reason=item.route if verdict is not None else f"{item.route}; {result.failure_kind}",
+            gt_passed=int(verdict.passed) if verdict is not None else None,
+            gt_properties=_json_floats(verdict.properties) if verdict is not None else None,
+            gt_reason=verdict.reason if verdict is not None else None,
+            simulator=result.simulator,
+            simulator_version=result.simulator_version,
+            walltime_s=result.walltime_s,
+            worker_host=result.host,
+            failure_kind=result.failure_kind or None,
+            error=result.error or None,
+            attempts=item.attempts,
+            decided_at=now,
+        )
+
+    # -- calibration --------------------------------------------------------------------------------
+    def _first_calibration_at(self) -> int:
+        alpha = min(self.cfg.alpha, self.cfg.effective_reject_alpha)
+        return min_audits(alpha, spend_delta(self.cfg.delta, 1) / 2)
+
+    def _maybe_calibrate(self) -> None:
+        if self._fixed_band:
+            return
+        for version in (self.champion, self.challenger):
+            if version is None:
+                continue
+            slot = self.slots[version]
+            if slot.n_audits < max(slot.next_calibration_at, 1):
+                continue
+            if slot.certificate is None and not self._plausible(slot):
+                continue  # label-free pre-check: spend no confidence on a hopeless calibration
+            self._calibrate(slot)
+            slot.next_calibration_at = math.ceil(slot.n_audits * self.cfg.recalibrate_growth)
+        self._maybe_promote()
+
+    def _plausible(self, slot: SurrogateSlot) -> bool:
+        """Would a calibration certify if the surrogate's own risks were right?
+
+        Uses the audits' risks only, never their labels, so it spends no confidence: it just
+        avoids burning calibration indices (and with them, delta) before enough audits exist.
+        """
+        delta_j = spend_delta(self.cfg.delta, self.calibration_index + 1)
+        routes = 2 if self.domain.has_pass_fail else 1
+        risks = np.asarray(slot.accept_risks)
+        expected = np.where(np.isfinite(risks), np.clip(risks, 0, 1), 1.0)
+        rng = np.random.default_rng(slot.n_audits)
+        simulated = rng.random(len(risks)) < expected
+        dry = certify(risks, simulated, alpha=self.cfg.alpha, delta=delta_j / routes)
+        return dry.certified
+
+    def _calibrate(self, slot: SurrogateSlot) -> None:
+        self.calibration_index += 1
+        delta_j = spend_delta(self.cfg.delta, self.calibration_index)
+        routes = 2 if self.domain.has_pass_fail else 1
+        accept = certify(
+            np.asarray(slot.accept_risks),
+            np.asarray(slot.accept_errors),
+            alpha=self.cfg.alpha,
+            delta=delta_j / routes,
+            route="accept",
+        )
+        reject = None
+        if self.domain.has_pass_fail:
+            reject = certify(
+                np.asarray(slot.reject_risks),
+                np.asarray(slot.reject_errors),
+                alpha=self.cfg.effective_reject_alpha,
+                delta=delta_j / routes,
+                route="reject",
+            )
+        slot.certificate = Certificate(self.calibration_index, slot.version, accept, reject)
+        in_force = slot.version == self.champion
+        self.ledger.add_calibration(
+            {
+                "version": self.calibration_index,
+                "surrogate_version": slot.version,
+                "created_at": time.time(),
+                "delta_spent": delta_j,
+                "in_force": int(in_force),
+                "accept_threshold": accept.threshold if accept.certified else None,
+                "accept_n": accept.n_audits,
+                "accept_errors": accept.n_errors,
+                "accept_bound": accept.upper_bound,
+                "reject_threshold": reject.threshold if reject and reject.certified else None,
+                "reject_n": reject.n_audits if reject else None,
+                "reject_errors": reject.n_errors if reject else None,
+                "reject_bound": reject.upper_bound if reject else None,
+                "alpha": self.cfg.alpha,
+                "reject_alpha": self.cfg.effective_reject_alpha,
+                "coverage": slot.coverage(),
+            }
+        )
+        if in_force:
+            self._show_certificate(slot)
+
+    def _show_certificate(self, slot: SurrogateSlot) -> None:
+        cert = slot.certificate
+        self.stats.champion = slot.version
+        if cert is not None and cert.accept.certified:
+            self.stats.accept_threshold = cert.accept.threshold
+            self.stats.bound = cert.accept.upper_bound
+        else:
+            self.stats.accept_threshold = None
+            self.stats.bound = None
+
+    def _maybe_promote(self) -> None:
+        if self.challenger is None:
+            return
+        chal = self.slots[self.challenger]
+        if chal.certificate is None or not chal.certificate.certified:
+            return
+        champ = self.slots[self.champion] if self.champion is not None else None
+        if champ is not None and champ.certificate is not None and champ.certificate.certified:
+            if chal.coverage() < champ.coverage():
+                return
+        self.ledger.event(
+            "info",
+            "promote",
+            f"surrogate v{chal.version} takes over (coverage {chal.coverage():.3f})",
+        )
+        if self.champion is not None:
+            self.slots.pop(self.champion, None)
+        self.champion, self.challenger = chal.version, None
+        self._show_certificate(chal)
+
+    # -- training -------------------------------------------------------------------------------------
+    def _maybe_retrain(self) -> None:
+        if not self.cfg.surrogate or self._training is not None:
+            return
+        n = len(self.labels)
+        if n < self.cfg.min_train_labels:
+            return
+        if self.slots and n - self.labels_at_fit < self.cfg.retrain_every:
+            return
+        chal = self.slots.get(self.challenger) if self.challenger is not None else None
+        certified = chal is not None and chal.certificate is not None and chal.certificate.certified
+        if chal is not None and not certified and chal.n_audits < self.cfg.challenger_audits:
+            return  # let the challenger collect its audits before a newer version replaces it
+        self.labels_at_fit = n
+        snapshot = list(self.labels)
+        if self._sync_training:
+            self._fit(snapshot)
+            self._absorb_training()
+            return
+        self._training = threading.Thread(target=self._fit, args=(snapshot,), daemon=True)
+        self._training.start()
+
+    def _fit(self, labels: Sequence[tuple[Candidate, Verdict]]) -> None:
+        started = time.perf_counter()
+        try:
+            model = self.domain.surrogate()
+            model.fit([c for c, _ in labels], [v for _, v in labels])
+            self._trained = (model, len(labels), time.perf_counter() - started)
+        except Exception as exc:  # recorded, the loop goes on with the current version
+            self._trained = exc
+
+    def _join_training(self) -> None:
+        if self._training is not None:
+            self._training.join()
+
+    def _absorb_training(self) -> None:
+        if self._training is not None and self._training.is_alive():
+            return
+        self._training = None
+        trained, self._trained = self._trained, None
+        if trained is None:
+            return
+        if isinstance(trained, BaseException):
+            self.ledger.event("error", "fit", f"{type(trained).__name__}: {trained}")
+            return
+        model, n_labels, fit_s = trained
+        version = self.stats.surrogate_versions + 1
+        self.stats.surrogate_versions = version
+        slot = SurrogateSlot(version, model, n_labels)
+        slot.next_calibration_at = self._first_calibration_at()
+        self.slots[version] = slot
+        if self.challenger is not None and self.challenger != self.champion:
+            self.slots.pop(self.challenger, None)
+        self.challenger = version
+        self.ledger.add_surrogate(version, n_labels, fit_s)
+        self._save_model(version, model)
+        if self._fixed_band:
+            self._install_fixed_band(slot)
+
+    def _install_fixed_band(self, slot: SurrogateSlot) -> None:
+        """Comparison policy: the newest version decides at fixed risk levels, unaudited."""
+        nan = float("nan")
+        accept = RouteCertificate("accept", self.cfg.fixed_accept_risk, 0, 0, nan, self.cfg.alpha, nan)
+        reject = None
+        if self.domain.has_pass_fail:
+            reject = RouteCertificate(
+                "reject", self.cfg.fixed_reject_risk, 0, 0, nan, self.cfg.alpha, nan
+            )
+        slot.certificate = Certificate(0, slot.version, accept, reject)
+        if self.champion is not None:
+            self.slots.pop(self.champion, None)
+        self.champion, self.challenger = slot.version, None
+        self._show_certificate(slot)
+
+    def _save_model(self, version: int, model: Surrogate) -> None:
+        path = self.run_dir / "surrogates" / f"v{version}.pkl"
+        path.parent.mkdir(exist_ok=True)
+        try:
+            with path.open("wb") as fh:
+                pickle.dump(model, fh)
+        except Exception as exc:
+            self.ledger.event("warning", "save", f"surrogate v{version} not saved: {exc}")
