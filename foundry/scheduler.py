@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 
 from foundry.calibration import (
@@ -64,6 +65,8 @@ from foundry.monitor import Monitor
 from foundry.verifier_host import CRASH, SIMULATION_FAILED, GTResult
 
 RETRYABLE = {SIMULATION_FAILED, CRASH}
+#: payload key of an input line that could not be read (kept in the ledger as invalid)
+INVALID_INPUT = "__invalid_input__"
 RECENT_SCORES = 4096
 
 
@@ -223,6 +226,7 @@ class Scheduler:
         self.monitor = Monitor(self.domain, self.ledger)
         self._sync_training = config.executor == "inline"
         self._fixed_band = config.policy == "fixed_band"
+        self._schema = jsonschema.Draft202012Validator(self.domain.payload_schema)
         self._audit_rate = 0.0 if self._fixed_band else config.audit_rate
 
     # -- set-up -----------------------------------------------------------------------------
@@ -252,6 +256,12 @@ class Scheduler:
         self.ledger.set_meta("started_at", time.time())
 
     # -- the loop -------------------------------------------------------------------------------
+    def add_challenger(self, model: Surrogate, n_labels: int = 0) -> int:
+        """Install an already trained surrogate; it must earn a certificate on this run's audits."""
+        self._trained = (model, n_labels, 0.0)
+        self._absorb_training()
+        return self.stats.surrogate_versions
+
     def run(self) -> RunStats:
         self._write_meta()
         self._generator_hash = self._generator_config_hash()
@@ -395,6 +405,12 @@ class Scheduler:
     def _check(self, cand: Candidate) -> str | None:
         if cand.source not in SOURCES:
             return f"unknown source {cand.source!r}"
+        if INVALID_INPUT in cand.payload:
+            return str(cand.payload[INVALID_INPUT])
+        if not self._schema.is_valid(cand.payload):
+            error = next(iter(self._schema.iter_errors(cand.payload)))
+            where = "/".join(str(p) for p in error.absolute_path) or "payload"
+            return f"schema: {where}: {error.message}"[:500]
         try:
             reason = self.domain.check(cand)
         except Exception as exc:
@@ -565,10 +581,11 @@ class Scheduler:
             )
 
     def _domain_spec(self) -> str:
+        """How a worker process finds this domain: the class itself when importable."""
         cls = type(self.domain)
-        if self.cfg.domain and (":" in self.cfg.domain or self.cfg.domain == self.domain.name):
-            return self.cfg.domain
-        return f"{cls.__module__}:{cls.__qualname__}"
+        if "<locals>" not in cls.__qualname__ and cls.__module__ != "__main__":
+            return f"{cls.__module__}:{cls.__qualname__}"
+        return self.cfg.domain
 
     def _collect(self, timeout_s: float) -> None:
         outcomes = self.executor.collect(timeout_s)

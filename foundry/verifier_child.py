@@ -34,9 +34,12 @@ class GroundTruthRunner:
     """Loads a domain's ground truth once and turns every call into (verdict, kind, error)."""
 
     def __init__(self, domain_spec: str, fidelity: str | None) -> None:
-        from foundry.registry import load_domain
+        from foundry.registry import DomainNotFound, load_domain
 
-        self.domain = load_domain(domain_spec)
+        try:
+            self.domain = load_domain(domain_spec)
+        except DomainNotFound as exc:
+            raise SetupError(f"worker cannot load domain: {exc}") from exc
         self.gt: GroundTruth = self.domain.ground_truth(fidelity)
         if not isinstance(self.gt, GroundTruth):
             raise SetupError(f"{domain_spec}.ground_truth() did not return a GroundTruth")

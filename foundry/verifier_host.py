@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from foundry.contract import Candidate, SetupError, Verdict
 
 _HEADER = struct.Struct("!Q")
+_EOF = ("__eof__",)
 
 #: failure kinds recorded in the ledger
 SIMULATION_FAILED = "simulation_failed"
@@ -133,7 +134,7 @@ class VerifierHost:
         assert self._proc.stdin is not None
         write_frame(self._proc.stdin, ("init", self.domain_spec, self.fidelity))
         reply = self._read(self.startup_timeout_s)
-        if reply is None:
+        if reply is None or reply is _EOF:
             tail = self._stderr_tail()
             self._kill()
             raise SetupError(f"verifier for {self.domain_spec!r} did not start: {tail}")
@@ -170,7 +171,7 @@ class VerifierHost:
         self.restarts += 1
 
     def _read(self, timeout_s: float) -> tuple | None:
-        """Next frame from the child, or None on timeout / death."""
+        """Next frame from the child; None on timeout; ``_EOF`` when the child died."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         ready, _, _ = select.select([fd], [], [], max(timeout_s, 0.0))
@@ -179,7 +180,7 @@ class VerifierHost:
         try:
             return read_frame(fd)  # type: ignore[return-value]
         except (EOFError, pickle.UnpicklingError, OSError):
-            return None
+            return _EOF
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -221,12 +222,14 @@ class VerifierHost:
                 started = time.perf_counter()
                 reply = self._read(timeout_s)
                 wall = time.perf_counter() - started
-                if reply is None:
-                    alive = self._proc is not None and self._proc.poll() is None
-                    if alive:
+                if reply is None or reply is _EOF:
+                    if reply is None:
                         kind, error = TIMEOUT, f"no verdict within {timeout_s:g} s; process killed"
                     else:
-                        code = self._proc.returncode if self._proc is not None else None
+                        code = None
+                        if self._proc is not None:
+                            with contextlib.suppress(subprocess.TimeoutExpired):
+                                code = self._proc.wait(timeout=5)
                         kind = CRASH
                         error = f"verifier process died (exit code {code}): {self._stderr_tail()}"
                     self._kill()

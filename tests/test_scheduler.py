@@ -1,0 +1,212 @@
+"""The two-tier loop on the analytic domain: routing, provenance, calibration, retraining."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from analytic_domain import PASS_LEVEL, TOL, AnalyticDomain, truth
+
+from foundry.config import RunConfig
+from foundry.export import export_run, summarize
+from foundry.scheduler import Scheduler
+
+
+def run_analytic(tmp_path, **overrides):
+    cfg = RunConfig(
+        domain="analytic_domain:AnalyticDomain",
+        run_dir=tmp_path / "run",
+        executor="inline",
+        isolation="none",
+        alpha=0.05,
+        delta=0.1,
+        progress=False,
+        **overrides,
+    )
+    stats = Scheduler(cfg).run()
+    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
+    db.row_factory = sqlite3.Row
+    return cfg, stats, db
+
+
+def surrogate_errors(db, decision):
+    rows = db.execute(
+        "SELECT payload, predicted FROM examples WHERE decided_by='surrogate' AND decision=?",
+        (decision,),
+    ).fetchall()
+    if not rows:
+        return 0, 0
+    x = np.array([json.loads(r["payload"])["x"] for r in rows])
+    y_hat = np.array([json.loads(r["predicted"])["y"] for r in rows])
+    y = truth(x)
+    if decision == "accepted":
+        wrong = (y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)
+    else:
+        wrong = y > PASS_LEVEL
+    return int(wrong.sum()), len(rows)
+
+
+@pytest.fixture(scope="module")
+def certified_run(tmp_path_factory):
+    return run_analytic(tmp_path_factory.mktemp("cert"), budget={"max_candidates": 12000})
+
+
+def test_every_candidate_gets_exactly_one_final_row(certified_run):
+    cfg, stats, db = certified_run
+    n = db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+    assert n == stats.generated == 12000
+    assert db.execute("SELECT COUNT(DISTINCT content_id) FROM examples").fetchone()[0] == n
+    assert db.execute("SELECT COUNT(*) FROM examples WHERE decision='pending'").fetchone()[0] == 0
+    counts = dict(db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY decision").fetchall())
+    assert counts.get("accepted", 0) == stats.accepted
+    assert counts.get("rejected", 0) == stats.rejected
+
+
+def test_ground_truth_rows_carry_full_provenance(certified_run):
+    _, _, db = certified_run
+    rows = db.execute("SELECT * FROM examples WHERE decided_by='ground_truth'").fetchall()
+    assert rows
+    for r in rows[:500]:
+        assert r["simulator"] == "analytic" and r["simulator_version"] == "1.0"
+        assert r["worker_host"] and r["walltime_s"] is not None and r["walltime_s"] >= 0
+        assert r["domain"] == "analytic" and r["domain_version"] == "1.0"
+        assert r["source"] == "synthetic" and r["generator_hash"]
+        assert r["rule_ok"] == 1 and r["attempts"] == 1
+        props = json.loads(r["gt_properties"])
+        x = json.loads(r["payload"])["x"]
+        assert props["y"] == pytest.approx(float(truth(np.array(x))[0]))
+        assert r["gt_passed"] == int(props["y"] > PASS_LEVEL)
+        assert (r["decision"] == "accepted") == bool(r["gt_passed"])
+
+
+def test_surrogate_decisions_carry_their_certificate(certified_run):
+    cfg, stats, db = certified_run
+    rows = db.execute("SELECT * FROM examples WHERE decided_by='surrogate'").fetchall()
+    assert stats.surrogate_accepted > 500, "the run should release a good share on the surrogate"
+    cals = {r["version"]: r for r in db.execute("SELECT * FROM calibrations")}
+    for r in rows:
+        assert r["audit"] == 0
+        assert r["surrogate_version"] is not None
+        assert r["calibration_version"] in cals
+        assert r["bound"] is not None and r["bound"] <= cfg.alpha
+        cal = cals[r["calibration_version"]]
+        assert cal["surrogate_version"] == r["surrogate_version"]
+        if r["decision"] == "accepted":
+            assert r["accept_risk"] <= cal["accept_threshold"]
+            assert r["bound"] == pytest.approx(cal["accept_bound"])
+
+
+def test_no_surrogate_decision_before_a_certificate(certified_run):
+    _, _, db = certified_run
+    first_certified = db.execute(
+        "SELECT MIN(seq) FROM examples WHERE route IN "
+        "('audit','uncertain','surrogate_accept','surrogate_reject')"
+    ).fetchone()[0]
+    assert db.execute("SELECT COUNT(*) FROM calibrations").fetchone()[0] > 0
+    early = dict(db.execute(
+        "SELECT route, COUNT(*) FROM examples WHERE seq < ? GROUP BY route", (first_certified,)
+    ).fetchall())
+    assert set(early) <= {"no_surrogate", "uncalibrated"}
+    # until the first certificate every scored item is an audit: the sample stays uniform
+    assert db.execute(
+        "SELECT COUNT(*) FROM examples WHERE route='uncalibrated' AND audit=0"
+    ).fetchone()[0] == 0
+
+
+def test_audits_and_uncertain_items_are_kept_apart(certified_run):
+    _, _, db = certified_run
+    routes = dict(db.execute("SELECT route, COUNT(*) FROM examples GROUP BY route").fetchall())
+    assert routes.get("audit", 0) > 0 and routes.get("uncertain", 0) > 0
+    assert db.execute(
+        "SELECT COUNT(*) FROM examples WHERE route='uncertain' AND audit=1"
+    ).fetchone()[0] == 0
+    # audits are a uniform ~10% of the items routed after certification
+    post = db.execute(
+        "SELECT AVG(audit) FROM examples WHERE route IN "
+        "('audit','uncertain','surrogate_accept','surrogate_reject')"
+    ).fetchone()[0]
+    assert 0.08 < post < 0.12
+
+
+def test_released_error_is_within_alpha(certified_run):
+    cfg, _, db = certified_run
+    wrong, n = surrogate_errors(db, "accepted")
+    assert n > 500
+    assert wrong / n <= cfg.alpha
+
+
+def test_retraining_makes_versions_and_saves_them(certified_run):
+    cfg, stats, db = certified_run
+    versions = db.execute("SELECT version, n_labels FROM surrogates ORDER BY version").fetchall()
+    assert len(versions) == stats.surrogate_versions >= 2
+    assert versions[0][1] >= cfg.min_train_labels
+    assert [v[1] for v in versions] == sorted(v[1] for v in versions)
+    for v, _ in versions:
+        assert (cfg.run_dir / "surrogates" / f"v{v}.pkl").exists()
+
+
+def test_export_and_status(certified_run):
+    cfg, stats, _ = certified_run
+    path, n = export_run(cfg.run_dir)
+    table = pq.read_table(path).to_pylist()
+    assert n == len(table) == stats.accepted
+    assert {r["label_source"] for r in table} == {"ground_truth", "surrogate"}
+    assert all(r["decision"] == "accepted" and json.loads(r["label"])["y"] for r in table)
+    summary = summarize(cfg.run_dir)
+    assert summary["total"] == 12000 and summary["finished"]
+    assert summary["calibration_in_force"]["accept_bound"] <= cfg.alpha
+    assert (cfg.run_dir / "config.json").exists()
+
+
+def test_fixed_band_policy_has_no_bound_and_misses_alpha(tmp_path):
+    """The comparison policy trusts the surrogate's miscalibrated risks: its error exceeds alpha."""
+    cfg, stats, db = run_analytic(
+        tmp_path, policy="fixed_band", fixed_accept_risk=0.15, budget={"max_candidates": 8000}
+    )
+    wrong, n = surrogate_errors(db, "accepted")
+    assert n > 1000
+    assert wrong / n > cfg.alpha
+    assert db.execute("SELECT COUNT(*) FROM examples WHERE audit=1 AND route='audit'").fetchone()[0] == 0
+    assert db.execute(
+        "SELECT COUNT(*) FROM examples WHERE decided_by='surrogate' AND bound IS NOT NULL"
+    ).fetchone()[0] == 0
+
+
+def test_ground_truth_only_baseline(tmp_path):
+    cfg, stats, db = run_analytic(tmp_path, surrogate=False, budget={"max_candidates": 1500})
+    assert stats.gt_calls == 1500 and stats.surrogate_versions == 0
+    assert db.execute("SELECT COUNT(*) FROM examples WHERE decided_by='surrogate'").fetchone()[0] == 0
+
+
+class Repeating(AnalyticDomain):
+    """Every batch repeats its first half."""
+
+    def generate(self, n, rng, steering):
+        out = super().generate(n, rng, steering)
+        return out[: n // 2] + [type(c)(dict(c.payload)) for c in out[: n - n // 2]]
+
+
+def test_duplicates_are_counted_not_verified_twice(tmp_path):
+    cfg = RunConfig(
+        domain="analytic", run_dir=tmp_path / "r", executor="inline", isolation="none",
+        progress=False, surrogate=False, budget={"max_candidates": 400},
+    )
+    stats = Scheduler(cfg, domain=Repeating()).run()
+    assert stats.duplicates == 200 and stats.gt_calls == 200
+
+
+def test_budget_of_ground_truth_calls_is_respected(tmp_path):
+    _, stats, _ = run_analytic(
+        tmp_path, budget={"max_candidates": None, "max_ground_truth_calls": 700}, batch_size=128
+    )
+    assert stats.gt_calls <= 700 + 128
+    assert "ground-truth calls" in stats.stop_reason
+
+
+def test_same_seed_same_run(tmp_path):
+    a = run_analytic(tmp_path / "a", budget={"max_candidates": 3000})[1]
+    b = run_analytic(tmp_path / "b", budget={"max_candidates": 3000})[1]
+    assert (a.accepted, a.surrogate_accepted, a.gt_calls) == (b.accepted, b.surrogate_accepted, b.gt_calls)
