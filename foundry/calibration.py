@@ -153,7 +153,9 @@ def risks_from_predictions(
     """
     ok = np.ones(pred.n)
     for spec in specs:
-        ok = ok * _within_tolerance_probability(pred.values[spec.name], pred.sigmas[spec.name], spec)
+        ok = ok * _within_tolerance_probability(
+            pred.values[spec.name], pred.sigmas[spec.name], spec
+        )
     if has_pass_fail:
         p_pass = np.clip(np.asarray(pred.p_pass, dtype=float), 0.0, 1.0)
         accept = 1.0 - p_pass * ok

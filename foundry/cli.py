@@ -196,9 +196,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "until then every item goes to the ground truth"
         )
     stats = scheduler.run()
-    path, n = export_run(cfg.run_dir, fmt="jsonl", decisions=None)
-    print(f"verified {stats.generated} inputs: {stats.accepted} accepted, {stats.rejected} "
-          f"rejected, {stats.invalid} invalid, {stats.failed} failed -> {path}")
+    path, _n = export_run(cfg.run_dir, fmt="jsonl", decisions=None)
+    print(
+        f"verified {stats.generated} inputs: {stats.accepted} accepted, {stats.rejected} "
+        f"rejected, {stats.invalid} invalid, {stats.failed} failed -> {path}"
+    )
     return 0
 
 
@@ -211,15 +213,20 @@ def _print_status(run_dir: Path) -> None:
     s = summarize(Path(run_dir))
     console = Console()
     table = Table(title=f"foundry run {s['run_dir']} ({s['domain']})", show_header=False)
-    table.add_row("state", "finished: " + s["stop_reason"] if s["finished"] else "running/incomplete")
+    table.add_row(
+        "state", "finished: " + s["stop_reason"] if s["finished"] else "running/incomplete"
+    )
     table.add_row("candidates in ledger", f"{s['total']:,}")
     for decision, count in sorted(s["by_decision"].items()):
         table.add_row(f"  {decision}", f"{count:,}")
     for decision, tier, count in s["by_tier"]:
         if tier:
             table.add_row(f"  {decision} by {tier}", f"{count:,}")
-    table.add_row("ground-truth calls", f"{s['ground_truth_calls']:,} ({s['audits']:,} audits, "
-                  f"{s['ground_truth_walltime_s']:.1f} s)")
+    table.add_row(
+        "ground-truth calls",
+        f"{s['ground_truth_calls']:,} ({s['audits']:,} audits, "
+        f"{s['ground_truth_walltime_s']:.1f} s)",
+    )
     if s["failures"]:
         table.add_row("failures", ", ".join(f"{k}: {v}" for k, v in s["failures"].items()))
     table.add_row("surrogate versions", str(s["surrogate_versions"]))
@@ -237,8 +244,11 @@ def _print_status(run_dir: Path) -> None:
         table.add_row("events", ", ".join(f"{k}: {v}" for k, v in s["events"].items()))
     mon = s["monitor_last"]
     if mon and "diversity" in mon:
-        table.add_row("diversity / drift", f"{mon['diversity']:.3g} (ref {mon['reference_diversity']:.3g}) "
-                      f"/ {mon['drift_sd']:.3g} sd")
+        table.add_row(
+            "diversity / drift",
+            f"{mon['diversity']:.3g} (ref {mon['reference_diversity']:.3g}) "
+            f"/ {mon['drift_sd']:.3g} sd",
+        )
     console.print(table)
     for event in s["recent_problems"]:
         console.print(f"[yellow]{event['level']}[/] {event['kind']}: {event['message']}")
@@ -270,8 +280,10 @@ def cmd_domains(args: argparse.Namespace) -> int:
         try:
             info = load_domain(name).describe()
             props = ", ".join(f"{p['name']} [{p['unit']}]" for p in info["properties"]) or "-"
-            print(f"{name:12s} v{info['version']:8s} {target}\n{'':12s} properties: {props}; "
-                  f"pass/fail: {info['has_pass_fail']}; fidelities: {info['fidelities']}")
+            print(
+                f"{name:12s} v{info['version']:8s} {target}\n{'':12s} properties: {props}; "
+                f"pass/fail: {info['has_pass_fail']}; fidelities: {info['fidelities']}"
+            )
         except Exception as exc:
             print(f"{name:12s} {target}  (cannot load: {exc})")
     return 0
@@ -295,8 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="verify your own JSONL of candidates")
     p.add_argument("input", help="JSONL: one payload (or {'payload': ...}) per line")
-    p.add_argument("--surrogate-from", metavar="RUN_DIR",
-                   help="screen with the latest surrogate of that run (it must re-certify here)")
+    p.add_argument(
+        "--surrogate-from",
+        metavar="RUN_DIR",
+        help="screen with the latest surrogate of that run (it must re-certify here)",
+    )
     _add_run_flags(p)
     p.set_defaults(func=cmd_verify)
 

@@ -142,9 +142,8 @@ class Predictions:
 
     def validate(self, specs: Sequence[PropertySpec], has_pass_fail: bool) -> None:
         """Raise :class:`PluginError` unless shapes and keys match the domain's declaration."""
-        if has_pass_fail:
-            if self.p_pass is None or np.shape(self.p_pass) != (self.n,):
-                raise PluginError(f"p_pass must have shape ({self.n},)")
+        if has_pass_fail and (self.p_pass is None or np.shape(self.p_pass) != (self.n,)):
+            raise PluginError(f"p_pass must have shape ({self.n},)")
         for spec in specs:
             for kind, table in (("values", self.values), ("sigmas", self.sigmas)):
                 arr = table.get(spec.name)

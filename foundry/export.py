@@ -98,12 +98,13 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         failures = ledger.count_by("failure_kind")
         calibrations = ledger.table("calibrations")
         surrogates = ledger.table("surrogates")
-        events = ledger.db.execute(
-            "SELECT level, COUNT(*) FROM events GROUP BY level"
-        ).fetchall()
-        last_events = [dict(r) for r in ledger.db.execute(
-            "SELECT * FROM events WHERE level != 'info' ORDER BY t DESC LIMIT 5"
-        )]
+        events = ledger.db.execute("SELECT level, COUNT(*) FROM events GROUP BY level").fetchall()
+        last_events = [
+            dict(r)
+            for r in ledger.db.execute(
+                "SELECT * FROM events WHERE level != 'info' ORDER BY t DESC LIMIT 5"
+            )
+        ]
         monitor = ledger.table("monitor")
     finally:
         ledger.close()

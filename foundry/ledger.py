@@ -205,7 +205,7 @@ class Ledger:
         assignments = ", ".join(f"{name} = ?" for name in names)
         self.db.executemany(
             f"UPDATE examples SET {assignments} WHERE seq = ?",
-            [tuple(getattr(u, n) for n in names) + (u.seq,) for u in updates],
+            [(*tuple(getattr(u, n) for n in names), u.seq) for u in updates],
         )
         self.db.commit()
 
@@ -225,7 +225,9 @@ class Ledger:
         self.db.commit()
 
     def event(self, level: str, kind: str, message: str) -> None:
-        self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (time.time(), level, kind, message))
+        self.db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?)", (time.time(), level, kind, message)
+        )
         self.db.commit()
 
     def add_monitor(self, n_seen: int, metrics: dict[str, Any]) -> None:

@@ -172,7 +172,9 @@ SteeringPolicy = Callable[[RunStats, Mapping[str, float]], Mapping[str, float]]
 
 
 def _json_floats(values: Mapping[str, float]) -> str:
-    return json.dumps({k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()})
+    return json.dumps(
+        {k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
+    )
 
 
 class Scheduler:
@@ -191,8 +193,8 @@ class Scheduler:
         from foundry.registry import load_domain
 
         self.cfg = config
-        self.domain = domain if domain is not None else load_domain(
-            config.domain, config.allowed_domains
+        self.domain = (
+            domain if domain is not None else load_domain(config.domain, config.allowed_domains)
         )
         self.specs = tuple(self.domain.properties)
         self.run_dir = Path(config.run_dir)
@@ -451,7 +453,9 @@ class Scheduler:
         self.seq += 1
         return row
 
-    def _invalid_row(self, cand: Candidate, payload_text: str, reason: str, now: float) -> ExampleRow:
+    def _invalid_row(
+        self, cand: Candidate, payload_text: str, reason: str, now: float
+    ) -> ExampleRow:
         cand.id = cand.id or hashlib.blake2b(payload_text.encode(), digest_size=16).hexdigest()
         row = self._base_row(cand, payload_text, now)
         row.rule_ok = 0
@@ -500,8 +504,10 @@ class Scheduler:
         for i, (row_index, cand) in enumerate(fresh):
             row = rows[row_index]
             item_scores = [s[i] for s in scored.values() if s is not None]
-            shown = champ_scores[i] if champ_scores is not None else (
-                item_scores[-1] if item_scores else None
+            shown = (
+                champ_scores[i]
+                if champ_scores is not None
+                else (item_scores[-1] if item_scores else None)
             )
             if shown is not None:
                 self._fill_prediction(row, shown, versions)
@@ -509,7 +515,9 @@ class Scheduler:
                 self._to_ground_truth(row, cand, "no_surrogate", True, item_scores)
                 continue
             if not decider_ok:
-                route = "uncalibrated" if champ_scores is not None or item_scores else "surrogate_error"
+                route = (
+                    "uncalibrated" if champ_scores is not None or item_scores else "surrogate_error"
+                )
                 self._to_ground_truth(row, cand, route, bool(item_scores), item_scores)
                 continue
             assert cert is not None and champ_scores is not None
@@ -604,7 +612,9 @@ class Scheduler:
                 raise outcome.error
             message = f"{type(outcome.error).__name__}: {outcome.error}"
             self.ledger.event("error", "executor", message)
-            results = [GTResult(key, None, CRASH, f"chunk lost: {message}") for key, _ in outcome.job.items]
+            results = [
+                GTResult(key, None, CRASH, f"chunk lost: {message}") for key, _ in outcome.job.items
+            ]
         else:
             results = outcome.results
         updates = []
@@ -668,7 +678,7 @@ class Scheduler:
             decided_at=now,
         )
 
-    # -- calibration --------------------------------------------------------------------------------
+    # -- calibration ------------------------------------------------------------------------
     def _first_calibration_at(self) -> int:
         alpha = min(self.cfg.alpha, self.cfg.effective_reject_alpha)
         return min_audits(alpha, spend_delta(self.cfg.delta, 1) / 2)
@@ -765,9 +775,11 @@ class Scheduler:
         if chal.certificate is None or not chal.certificate.certified:
             return
         champ = self.slots[self.champion] if self.champion is not None else None
-        if champ is not None and champ.certificate is not None and champ.certificate.certified:
-            if chal.coverage() < champ.coverage():
-                return
+        champ_certified = (
+            champ is not None and champ.certificate is not None and champ.certificate.certified
+        )
+        if champ_certified and chal.coverage() < champ.coverage():
+            return
         self.ledger.event(
             "info",
             "promote",
@@ -778,7 +790,7 @@ class Scheduler:
         self.champion, self.challenger = chal.version, None
         self._show_certificate(chal)
 
-    # -- training -------------------------------------------------------------------------------------
+    # -- training ---------------------------------------------------------------------------
     def _maybe_retrain(self) -> None:
         if not self.cfg.surrogate or self._training is not None:
             return
@@ -840,7 +852,9 @@ class Scheduler:
     def _install_fixed_band(self, slot: SurrogateSlot) -> None:
         """Comparison policy: the newest version decides at fixed risk levels, unaudited."""
         nan = float("nan")
-        accept = RouteCertificate("accept", self.cfg.fixed_accept_risk, 0, 0, nan, self.cfg.alpha, nan)
+        accept = RouteCertificate(
+            "accept", self.cfg.fixed_accept_risk, 0, 0, nan, self.cfg.alpha, nan
+        )
         reject = None
         if self.domain.has_pass_fail:
             reject = RouteCertificate(

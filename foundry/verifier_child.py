@@ -107,7 +107,9 @@ def main() -> None:
     except Exception as exc:
         write_frame(proto_out, ("setup_error", _short(exc)))
         return
-    write_frame(proto_out, ("ready", runner.simulator, runner.simulator_version, runner.recycle_after))
+    write_frame(
+        proto_out, ("ready", runner.simulator, runner.simulator_version, runner.recycle_after)
+    )
     while True:
         try:
             message = read_frame(proto_in)

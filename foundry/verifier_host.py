@@ -106,7 +106,8 @@ class VerifierHost:
         self.recycle_after: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._uses = 0
-        self._stderr = tempfile.TemporaryFile()
+        # lives as long as the host (closed in close()); the child's stderr goes here
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.restarts = 0
 
     # -- process management -----------------------------------------------------------------
@@ -128,7 +129,7 @@ class VerifierHost:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,
-            preexec_fn=self._preexec,  # noqa: PLW1509 - needed for setsid + rlimit
+            preexec_fn=self._preexec,
         )
         self._uses = 0
         assert self._proc.stdin is not None

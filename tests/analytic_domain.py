@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import ndtr
@@ -92,7 +93,7 @@ class AnalyticGroundTruth(GroundTruth):
 class AnalyticDomain(Domain):
     name = "analytic"
     version = "1.0"
-    payload_schema = {
+    payload_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "x": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
@@ -101,7 +102,7 @@ class AnalyticDomain(Domain):
     }
     properties = (PropertySpec("y", "1", abs_tol=TOL),)
     has_pass_fail = True
-    steering_defaults = {"spread": 1.0}
+    steering_defaults: ClassVar[dict[str, float]] = {"spread": 1.0}
 
     def generate(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
@@ -164,7 +165,16 @@ class HostileDomain(AnalyticDomain):
     """Payload ``mode`` picks the ground truth's misbehaviour; the rest is analytic."""
 
     name = "hostile"
-    modes: tuple[str, ...] = ("ok", "raise", "simfail", "hang", "crash", "garbage", "nan", "missing")
+    modes: tuple[str, ...] = (
+        "ok",
+        "raise",
+        "simfail",
+        "hang",
+        "crash",
+        "garbage",
+        "nan",
+        "missing",
+    )
 
     def generate(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]

@@ -42,7 +42,9 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
     assert len(rows) == 16 and stats.pending == 0
     by_mode: dict[str, list] = {}
     for payload, decision, kind, error, attempts in rows:
-        by_mode.setdefault(json.loads(payload)["mode"], []).append((decision, kind, error, attempts))
+        by_mode.setdefault(json.loads(payload)["mode"], []).append(
+            (decision, kind, error, attempts)
+        )
     for decision, kind, _, _ in by_mode["ok"]:
         assert decision in {"accepted", "rejected"} and kind is None
     expectations = {
@@ -67,9 +69,7 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
 def test_timeouts_do_not_stall_the_rest_of_the_chunk():
     dom = HostileDomain()
     cands = dom.generate(8, np.random.default_rng(0), {})
-    job = ChunkJob(
-        "analytic_domain:HostileDomain", None, tuple(enumerate(cands)), timeout_s=1.0
-    )
+    job = ChunkJob("analytic_domain:HostileDomain", None, tuple(enumerate(cands)), timeout_s=1.0)
     results = run_chunk(job)
     assert [r.key for r in results] == list(range(8))
     ok = [r for r in results if r.verdict is not None]
@@ -118,13 +118,18 @@ def test_rule_check_errors_become_invalid_rows(tmp_path):
     cfg = _cfg(tmp_path, domain="analytic", isolation="none", budget={"max_candidates": 200})
     stats = Scheduler(cfg, domain=BadCheck()).run()
     db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
-    reasons = [r[0] for r in db.execute("SELECT rule_reason FROM examples WHERE decision='invalid'")]
+    reasons = [
+        r[0] for r in db.execute("SELECT rule_reason FROM examples WHERE decision='invalid'")
+    ]
     assert stats.invalid == len(reasons) > 100
     assert any("check exploded" in r for r in reasons)
     assert any("returned 42" in r for r in reasons)
-    assert db.execute(
-        "SELECT COUNT(*) FROM examples WHERE decision='accepted' AND rule_ok=0"
-    ).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM examples WHERE decision='accepted' AND rule_ok=0"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 class GarbageSurrogate:
@@ -142,8 +147,13 @@ class GarbageSurrogateDomain(AnalyticDomain):
 
 def test_a_surrogate_returning_garbage_decides_nothing(tmp_path):
     cfg = _cfg(
-        tmp_path, domain="analytic", isolation="none", surrogate=True, min_train_labels=50,
-        budget={"max_candidates": 600}, batch_size=100,
+        tmp_path,
+        domain="analytic",
+        isolation="none",
+        surrogate=True,
+        min_train_labels=50,
+        budget={"max_candidates": 600},
+        batch_size=100,
     )
     stats = Scheduler(cfg, domain=GarbageSurrogateDomain()).run()
     assert stats.surrogate_accepted == stats.surrogate_rejected == 0

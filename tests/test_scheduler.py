@@ -55,12 +55,14 @@ def certified_run(tmp_path_factory):
 
 
 def test_every_candidate_gets_exactly_one_final_row(certified_run):
-    cfg, stats, db = certified_run
+    _cfg, stats, db = certified_run
     n = db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
     assert n == stats.generated == 12000
     assert db.execute("SELECT COUNT(DISTINCT content_id) FROM examples").fetchone()[0] == n
     assert db.execute("SELECT COUNT(*) FROM examples WHERE decision='pending'").fetchone()[0] == 0
-    counts = dict(db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY decision").fetchall())
+    counts = dict(
+        db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY decision").fetchall()
+    )
     assert counts.get("accepted", 0) == stats.accepted
     assert counts.get("rejected", 0) == stats.rejected
 
@@ -106,23 +108,31 @@ def test_no_surrogate_decision_before_a_certificate(certified_run):
         "('audit','uncertain','surrogate_accept','surrogate_reject')"
     ).fetchone()[0]
     assert db.execute("SELECT COUNT(*) FROM calibrations").fetchone()[0] > 0
-    early = dict(db.execute(
-        "SELECT route, COUNT(*) FROM examples WHERE seq < ? GROUP BY route", (first_certified,)
-    ).fetchall())
+    early = dict(
+        db.execute(
+            "SELECT route, COUNT(*) FROM examples WHERE seq < ? GROUP BY route", (first_certified,)
+        ).fetchall()
+    )
     assert set(early) <= {"no_surrogate", "uncalibrated"}
     # until the first certificate every scored item is an audit: the sample stays uniform
-    assert db.execute(
-        "SELECT COUNT(*) FROM examples WHERE route='uncalibrated' AND audit=0"
-    ).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM examples WHERE route='uncalibrated' AND audit=0"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_audits_and_uncertain_items_are_kept_apart(certified_run):
     _, _, db = certified_run
     routes = dict(db.execute("SELECT route, COUNT(*) FROM examples GROUP BY route").fetchall())
     assert routes.get("audit", 0) > 0 and routes.get("uncertain", 0) > 0
-    assert db.execute(
-        "SELECT COUNT(*) FROM examples WHERE route='uncertain' AND audit=1"
-    ).fetchone()[0] == 0
+    assert (
+        db.execute("SELECT COUNT(*) FROM examples WHERE route='uncertain' AND audit=1").fetchone()[
+            0
+        ]
+        == 0
+    )
     # audits are a uniform ~10% of the items routed after certification
     post = db.execute(
         "SELECT AVG(audit) FROM examples WHERE route IN "
@@ -163,22 +173,30 @@ def test_export_and_status(certified_run):
 
 def test_fixed_band_policy_has_no_bound_and_misses_alpha(tmp_path):
     """The comparison policy trusts the surrogate's miscalibrated risks: its error exceeds alpha."""
-    cfg, stats, db = run_analytic(
+    cfg, _stats, db = run_analytic(
         tmp_path, policy="fixed_band", fixed_accept_risk=0.15, budget={"max_candidates": 8000}
     )
     wrong, n = surrogate_errors(db, "accepted")
     assert n > 1000
     assert wrong / n > cfg.alpha
-    assert db.execute("SELECT COUNT(*) FROM examples WHERE audit=1 AND route='audit'").fetchone()[0] == 0
-    assert db.execute(
-        "SELECT COUNT(*) FROM examples WHERE decided_by='surrogate' AND bound IS NOT NULL"
-    ).fetchone()[0] == 0
+    assert (
+        db.execute("SELECT COUNT(*) FROM examples WHERE audit=1 AND route='audit'").fetchone()[0]
+        == 0
+    )
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM examples WHERE decided_by='surrogate' AND bound IS NOT NULL"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_ground_truth_only_baseline(tmp_path):
-    cfg, stats, db = run_analytic(tmp_path, surrogate=False, budget={"max_candidates": 1500})
+    _cfg, stats, db = run_analytic(tmp_path, surrogate=False, budget={"max_candidates": 1500})
     assert stats.gt_calls == 1500 and stats.surrogate_versions == 0
-    assert db.execute("SELECT COUNT(*) FROM examples WHERE decided_by='surrogate'").fetchone()[0] == 0
+    assert (
+        db.execute("SELECT COUNT(*) FROM examples WHERE decided_by='surrogate'").fetchone()[0] == 0
+    )
 
 
 class Repeating(AnalyticDomain):
@@ -191,8 +209,13 @@ class Repeating(AnalyticDomain):
 
 def test_duplicates_are_counted_not_verified_twice(tmp_path):
     cfg = RunConfig(
-        domain="analytic", run_dir=tmp_path / "r", executor="inline", isolation="none",
-        progress=False, surrogate=False, budget={"max_candidates": 400},
+        domain="analytic",
+        run_dir=tmp_path / "r",
+        executor="inline",
+        isolation="none",
+        progress=False,
+        surrogate=False,
+        budget={"max_candidates": 400},
     )
     stats = Scheduler(cfg, domain=Repeating()).run()
     assert stats.duplicates == 200 and stats.gt_calls == 200
@@ -209,4 +232,8 @@ def test_budget_of_ground_truth_calls_is_respected(tmp_path):
 def test_same_seed_same_run(tmp_path):
     a = run_analytic(tmp_path / "a", budget={"max_candidates": 3000})[1]
     b = run_analytic(tmp_path / "b", budget={"max_candidates": 3000})[1]
-    assert (a.accepted, a.surrogate_accepted, a.gt_calls) == (b.accepted, b.surrogate_accepted, b.gt_calls)
+    assert (a.accepted, a.surrogate_accepted, a.gt_calls) == (
+        b.accepted,
+        b.surrogate_accepted,
+        b.gt_calls,
+    )

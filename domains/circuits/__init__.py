@@ -1,0 +1,119 @@
+"""Circuits domain: analog circuits from topology templates, verified by ngspice.
+
+Candidates are RC/RLC filters, a 2N2222A common-emitter stage and LMV981 op-amp gain stages,
+each with a design target and a spec window (see ``templates.py``). The ground truth is an AC
+sweep in ngspice (``ground_truth.py``); it measures ``gain_db`` (passband / midband gain) and
+``fc_hz`` (the characteristic frequency: -3 dB corner of a low- or high-pass, centre of a
+band-pass, upper -3 dB corner of an amplifier) and passes a candidate when both lie in its spec.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import jsonschema
+import numpy as np
+
+from foundry.contract import Candidate, Domain, GroundTruth, PropertySpec, Surrogate
+
+from .ground_truth import CircuitsGroundTruth
+from .netlist import KIND_NAMES, PAYLOAD_SCHEMA, TOPOLOGIES, component_value, structural_problem
+from .reservoir import reservoir_candidates
+from .templates import STEERING_DEFAULTS, generate_payload
+
+__all__ = ["CircuitsDomain", "CircuitsGroundTruth"]
+
+#: Component slots in the feature vector (the largest template has 13 parts).
+MAX_COMPONENTS = 16
+
+_VALIDATOR = jsonschema.Draft202012Validator(PAYLOAD_SCHEMA)
+
+
+class CircuitsDomain(Domain):
+    """Analog circuits verified by ngspice; pass = measured gain and corner inside the spec."""
+
+    name: ClassVar[str] = "circuits"
+    version: ClassVar[str] = "0.1.0"
+    payload_schema: ClassVar[dict[str, Any]] = PAYLOAD_SCHEMA
+    properties: ClassVar[tuple[PropertySpec, ...]] = (
+        PropertySpec("gain_db", "dB", abs_tol=0.5),
+        PropertySpec("fc_hz", "Hz", rel_tol=0.05),
+    )
+    has_pass_fail: ClassVar[bool] = True
+    fidelities: ClassVar[tuple[str, ...]] = ("ngspice-ac",)
+    steering_defaults: ClassVar[dict[str, float]] = dict(STEERING_DEFAULTS)
+
+    def generate(
+        self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
+    ) -> list[Candidate]:
+        return [Candidate(payload=generate_payload(rng, steering)) for _ in range(n)]
+
+    def check(self, candidate: Candidate) -> str | None:
+        payload = candidate.payload
+        if not isinstance(payload, dict):
+            return "payload is not an object"
+        error = next(iter(sorted(_VALIDATOR.iter_errors(payload), key=str)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "payload"
+            return f"schema: {where}: {error.message}"[:300]
+        return structural_problem(payload)
+
+    def featurize(self, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Topology one-hot, per slot (kind code, log10 value) padded to 16 parts, target, spec."""
+        width = len(TOPOLOGIES) + 2 * MAX_COMPONENTS + 8
+        out = np.zeros((len(candidates), width), dtype=np.float64)
+        for row, cand in enumerate(candidates):
+            out[row] = _features(cand.payload, width)
+        return out
+
+    def surrogate(self) -> Surrogate:
+        from foundry.surrogates.graph import GraphEnsembleSurrogate
+
+        from .graph import to_graph
+
+        return GraphEnsembleSurrogate(
+            to_graph=to_graph,
+            properties=self.properties,
+            has_pass_fail=True,
+            target_transforms={"fc_hz": "log10"},
+        )
+
+    def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
+        if fidelity not in (None, *self.fidelities):
+            raise ValueError(f"unknown fidelity {fidelity!r}; have {self.fidelities}")
+        return CircuitsGroundTruth()
+
+    def reservoir(self) -> list[Candidate]:
+        return reservoir_candidates()
+
+
+def _log_or_zero(value: float | None) -> float:
+    return math.log10(value) if value is not None and value > 0 else 0.0
+
+
+def _features(payload: Mapping[str, Any], width: int) -> np.ndarray:
+    vec = np.zeros(width, dtype=np.float64)
+    vec[TOPOLOGIES.index(payload["topology"])] = 1.0
+    base = len(TOPOLOGIES)
+    for i, comp in enumerate(payload["components"][:MAX_COMPONENTS]):
+        vec[base + 2 * i] = (KIND_NAMES.index(comp["kind"]) + 1) / len(KIND_NAMES)
+        value = component_value(comp)
+        if value is not None:
+            vec[base + 2 * i + 1] = (
+                value / 10.0 if comp["kind"] == "dc_voltage" else math.log10(value)
+            )
+    base += 2 * MAX_COMPONENTS
+    target, spec = payload["target"], payload["spec"]
+    vec[base : base + 8] = [
+        target["gain_db"] / 20.0,
+        _log_or_zero(target["fc_hz"]),
+        (spec["gain_db_min"] or 0.0) / 20.0,
+        (spec["gain_db_max"] or 0.0) / 20.0,
+        _log_or_zero(spec["fc_hz_min"]),
+        _log_or_zero(spec["fc_hz_max"]),
+        float(spec["fc_hz_min"] is None and spec["fc_hz_max"] is None),
+        len(payload["components"]) / MAX_COMPONENTS,
+    ]
+    return vec

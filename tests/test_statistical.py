@@ -1,0 +1,93 @@
+"""The run-level guarantee, measured: over many seeded runs of the analytic domain, the error
+rate among surrogate-released examples (checked against the known truth) exceeds alpha in no
+more than about delta of the runs.
+
+Each run retrains, recalibrates and promotes surrogate versions as a real run does. The
+threshold for the count of bad runs is the binomial quantile at a false-alarm rate of 1e-3 if
+the true per-run exceedance probability were exactly delta. A control with the uncalibrated
+fixed-band policy on the same seeds must fail often - proof that the test can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from analytic_domain import PASS_LEVEL, TOL, truth
+from scipy import stats
+
+from foundry.config import RunConfig
+from foundry.scheduler import Scheduler
+
+ALPHA, DELTA = 0.05, 0.1
+FALSE_ALARM = 1e-3
+
+
+def released_error(tmp_path, seed: int, **kw) -> tuple[float, int]:
+    cfg = RunConfig(
+        domain="analytic_domain:AnalyticDomain",
+        run_dir=tmp_path / f"run{seed}",
+        executor="inline",
+        isolation="none",
+        alpha=ALPHA,
+        delta=DELTA,
+        seed=seed,
+        progress=False,
+        min_train_labels=200,
+        retrain_every=800,
+        challenger_audits=600,
+        budget={"max_candidates": 6000},
+        **kw,
+    )
+    Scheduler(cfg).run()
+    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
+    rows = db.execute(
+        "SELECT payload, predicted FROM examples "
+        "WHERE decided_by='surrogate' AND decision='accepted'"
+    ).fetchall()
+    db.close()
+    if not rows:
+        return 0.0, 0
+    x = np.array([json.loads(p)["x"] for p, _ in rows])
+    y_hat = np.array([json.loads(q)["y"] for _, q in rows])
+    y = truth(x)
+    wrong = (y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)
+    return float(wrong.mean()), len(rows)
+
+
+def _sweep(tmp_path, seeds, **kw):
+    return [released_error(tmp_path, s, **kw) for s in seeds]
+
+
+@pytest.mark.slow
+def test_released_error_exceeds_alpha_in_at_most_delta_of_runs(tmp_path):
+    seeds = range(120)
+    results = _sweep(tmp_path, seeds)
+    bad = sum(err > ALPHA for err, n in results if n)
+    releasing = sum(1 for _, n in results if n >= 200)
+    limit = stats.binom.ppf(1 - FALSE_ALARM, len(seeds), DELTA)
+    print(
+        f"runs with released error > alpha: {bad}/{len(seeds)} (limit {limit:.0f}); "
+        f"runs releasing >= 200: {releasing}; mean released "
+        f"{np.mean([n for _, n in results]):.0f}"
+    )
+    assert bad <= limit
+    assert releasing >= 0.8 * len(seeds), "the guarantee must not come from releasing nothing"
+
+
+@pytest.mark.slow
+def test_the_uncalibrated_control_fails_the_same_check(tmp_path):
+    seeds = range(40)
+    results = _sweep(tmp_path, seeds, policy="fixed_band", fixed_accept_risk=0.15)
+    bad = sum(err > ALPHA for err, n in results if n)
+    limit = stats.binom.ppf(1 - FALSE_ALARM, len(seeds), DELTA)
+    assert bad > limit
+
+
+def test_a_few_seeded_runs_stay_within_alpha(tmp_path):
+    """Fast smoke version of the sweep for the default suite."""
+    results = _sweep(tmp_path, range(6))
+    assert all(n > 0 for _, n in results)
+    assert sum(err > ALPHA for err, _ in results) <= 2
