@@ -64,6 +64,9 @@ class RunConfig(BaseModel):
         1000, ge=1, description="audits a new version collects before a newer one may replace it"
     )
     retrain_every: int = Field(1000, ge=1, description="new ground-truth labels between fits")
+    pause_for_first_fit: bool = Field(
+        True, description="hold generation while the first surrogate version trains"
+    )
     surrogate: bool = Field(True, description="False: ground truth only (baseline)")
 
     # execution

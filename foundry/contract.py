@@ -51,10 +51,15 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
 
 def content_id(domain: str, payload: Mapping[str, Any]) -> str:
     """Stable id of a candidate: the same payload in the same domain has the same id."""
+    return content_id_of_text(domain, canonical_json(payload))
+
+
+def content_id_of_text(domain: str, payload_text: str) -> str:
+    """:func:`content_id` from the payload's :func:`canonical_json` text, if already made."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(domain.encode())
     digest.update(b"\x00")
-    digest.update(canonical_json(payload).encode())
+    digest.update(payload_text.encode())
     return digest.hexdigest()
 
 

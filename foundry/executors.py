@@ -9,8 +9,10 @@ verifier host lives in the worker process and is reused by every chunk it receiv
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -19,6 +21,8 @@ from foundry.contract import Candidate
 from foundry.verifier_host import GTResult, InProcessHost, VerifierHost
 
 Isolation = Literal["process", "none"]
+#: Seconds between refreshes of a Dask cluster's worker count.
+WORKER_COUNT_REFRESH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class DaskExecutor:
             self.client = Client(cluster)
             self._owned_client = True
         self.chunks_per_worker = chunks_per_worker
+        self._workers = 1
+        self._workers_checked_at = -math.inf
         self._futures: dict[Any, ChunkJob] = {}
         from distributed import as_completed
 
@@ -164,8 +170,15 @@ class DaskExecutor:
 
     @property
     def slots(self) -> int:  # type: ignore[override]
-        workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {})) or 1
-        return workers * self.chunks_per_worker
+        """Chunks to keep in flight. The worker count is a round trip to the Dask scheduler,
+        and the loop asks many times a second, so it is refreshed every few seconds only (an
+        adaptive SLURMCluster changes size on that scale, not faster)."""
+        now = time.monotonic()
+        if now - self._workers_checked_at > WORKER_COUNT_REFRESH_S:
+            info = self.client.scheduler_info(n_workers=-1)
+            self._workers = len(info.get("workers", {})) or 1
+            self._workers_checked_at = now
+        return self._workers * self.chunks_per_worker
 
     def submit(self, job: ChunkJob) -> None:
         future = self.client.submit(run_chunk, job, pure=False)

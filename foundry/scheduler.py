@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 
 from foundry.calibration import (
@@ -57,11 +56,12 @@ from foundry.contract import (
     Surrogate,
     Verdict,
     canonical_json,
-    content_id,
+    content_id_of_text,
 )
 from foundry.executors import ChunkJob, ChunkOutcome, DaskExecutor, Executor, InlineExecutor
 from foundry.ledger import ExampleRow, GroundTruthUpdate, Ledger
 from foundry.monitor import Monitor
+from foundry.schema import PayloadValidator
 from foundry.verifier_host import CRASH, SIMULATION_FAILED, GTResult
 
 RETRYABLE = {SIMULATION_FAILED, CRASH}
@@ -228,7 +228,7 @@ class Scheduler:
         self.monitor = Monitor(self.domain, self.ledger)
         self._sync_training = config.executor == "inline"
         self._fixed_band = config.policy == "fixed_band"
-        self._schema = jsonschema.Draft202012Validator(self.domain.payload_schema)
+        self._schema = PayloadValidator(self.domain.payload_schema)
         self._audit_rate = 0.0 if self._fixed_band else config.audit_rate
 
     # -- set-up -----------------------------------------------------------------------------
@@ -275,7 +275,9 @@ class Scheduler:
                 if reason:
                     self.stats.stop_reason = reason
                     break
-                if self._backlog() < self._max_pending():
+                if self._waiting_for_first_model():
+                    self._wait_for_work(timeout_s=0.2)
+                elif self._backlog() < self._max_pending():
                     if not self._produce_batch():
                         self.stats.stop_reason = "candidate source exhausted"
                         break
@@ -287,6 +289,21 @@ class Scheduler:
         finally:
             self._finish()
         return self.stats
+
+    def _wait_for_work(self, timeout_s: float) -> None:
+        """Block until a ground-truth result or the training thread finishes (no spinning: a
+        busy loop would hold the GIL the training thread needs)."""
+        if self.executor.in_flight() or self.queue:
+            self._submit()
+            self._collect(timeout_s=timeout_s)
+        elif self._training is not None:
+            self._training.join(timeout=timeout_s)
+
+    def _waiting_for_first_model(self) -> bool:
+        """Hold generation while the first surrogate trains: until it exists every candidate
+        would go to the ground truth, and a fit takes seconds to minutes - time in which the
+        ground truth would label, expensively, items the model will soon decide for free."""
+        return self.cfg.pause_for_first_fit and self._training is not None and not self.slots
 
     def _max_pending(self) -> int:
         if self.cfg.max_pending:
@@ -388,7 +405,7 @@ class Scheduler:
             except (TypeError, ValueError) as exc:
                 rows.append(self._invalid_row(cand, "{}", f"payload is not JSON: {exc}", now))
                 continue
-            cand.id = cand.id or content_id(self.domain.name, cand.payload)
+            cand.id = cand.id or content_id_of_text(self.domain.name, payload_text)
             if cand.id in self.seen:
                 self.stats.duplicates += 1
                 continue
@@ -409,10 +426,9 @@ class Scheduler:
             return f"unknown source {cand.source!r}"
         if INVALID_INPUT in cand.payload:
             return str(cand.payload[INVALID_INPUT])
-        if not self._schema.is_valid(cand.payload):
-            error = next(iter(self._schema.iter_errors(cand.payload)))
-            where = "/".join(str(p) for p in error.absolute_path) or "payload"
-            return f"schema: {where}: {error.message}"[:500]
+        schema_problem = self._schema(cand.payload)
+        if schema_problem is not None:
+            return schema_problem
         try:
             reason = self.domain.check(cand)
         except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 from foundry.contract import Candidate, PluginError, Predictions, PropertySpec, Verdict
 
@@ -141,13 +142,22 @@ def ensemble_predictions(
     member_pass_prob: np.ndarray | None,
     member_values_std: np.ndarray | None,
     has_values: np.ndarray,
+    *,
+    offsets_t: np.ndarray | None = None,
+    windows_t: np.ndarray | None = None,
 ) -> Predictions:
     """Turn member outputs into :class:`Predictions` in original units.
 
-    ``member_pass_prob``: (n_members, n) probabilities, or None without pass/fail.
+    ``member_pass_prob``: (n_members, n) probabilities, or None without pass/fail (or when
+    ``windows_t`` gives pass/fail from the properties).
     ``member_values_std``: (n_members, n, n_properties) in standardised transformed space.
     ``has_values``: (n_properties,) whether the property had any training label; a property never
     seen predicts NaN ("no opinion", the item goes to the ground truth).
+    ``offsets_t``: (n, n_properties) baseline added back in transformed space (the members
+    learned the residual; see :class:`Baselines`).
+    ``windows_t``: (n, n_properties, 2) pass window per property in transformed space (+-inf
+    where open): ``p_pass`` is then the predictive probability that every property lies in
+    its window, under ``N(mean, sigma^2)`` per property in regression space.
 
     Mean and spread are taken in regression space; a log10 property reports ``10**mean`` and,
     by the delta method, ``sigma = ln(10) * 10**mean * sigma_log10`` in original units.
@@ -155,18 +165,29 @@ def ensemble_predictions(
     p_pass = None
     if member_pass_prob is not None:
         p_pass = np.clip(np.mean(member_pass_prob, axis=0), 0.0, 1.0).astype(np.float64)
+    elif windows_t is not None:
+        p_pass = np.ones(n)
     values: dict[str, np.ndarray] = {}
     sigmas: dict[str, np.ndarray] = {}
     for j, spec in enumerate(properties):
         if member_values_std is None or not has_values[j]:
             values[spec.name] = np.full(n, np.nan)
             sigmas[spec.name] = np.full(n, np.nan)
+            if windows_t is not None and p_pass is not None:
+                bounded = np.isfinite(windows_t[:, j, :]).any(axis=1)
+                p_pass = np.where(bounded, np.nan, p_pass)
             continue
         members = member_values_std[:, :, j].astype(np.float64)
         mean_std = members.mean(axis=0)
         spread_std = np.sqrt(members.var(axis=0) + SIGMA_FLOOR_STD**2)
         mean_t = mean_std * target_scaler.scale[j] + target_scaler.mean[j]
         sigma_t = spread_std * target_scaler.scale[j]
+        if offsets_t is not None:
+            mean_t = mean_t + offsets_t[:, j]
+        if windows_t is not None and p_pass is not None:
+            lo, hi = windows_t[:, j, 0], windows_t[:, j, 1]
+            inside = ndtr((hi - mean_t) / sigma_t) - ndtr((lo - mean_t) / sigma_t)
+            p_pass = p_pass * np.clip(inside, 0.0, 1.0)
         if transforms[spec.name] == "log10":
             low, high = log10_range[spec.name]
             mean_t = np.clip(mean_t, low - LOG10_MARGIN_DECADES, high + LOG10_MARGIN_DECADES)
@@ -206,3 +227,84 @@ def bootstrap_weights(rng: np.random.Generator, n_members: int, n: int) -> np.nd
     """Poisson(1) bootstrap weights (n_members, n): each member sees a different resample of the
     labels without changing array shapes, so all members can be trained in one pass."""
     return rng.poisson(1.0, size=(n_members, n)).astype(np.float64)
+
+
+def transform_value(value: float | None, transform: str) -> float:
+    """One value in regression space; NaN when absent, non-finite or outside the transform's
+    domain (a log10 of a non-positive number)."""
+    if value is None:
+        return math.nan
+    value = float(value)
+    if not math.isfinite(value):
+        return math.nan
+    if transform == "log10":
+        return math.log10(value) if value > 0 else math.nan
+    return value
+
+
+@dataclass
+class Baselines:
+    """Cheap physics estimates of the properties, which the members learn the residual of.
+
+    Delta-learning: a hand analysis, a lower-fidelity solver or an empirical rule often gets a
+    property to within a few per cent; a learner fitting only what that estimate misses needs
+    far fewer labels for the same precision. ``fallback`` (per property, regression space) is
+    the training mean used for items without an estimate, so those items are regressed
+    directly; the domain should flag them in its features.
+    """
+
+    fallback: np.ndarray
+
+    @staticmethod
+    def matrix(
+        estimates: Sequence[Mapping[str, float] | None],
+        properties: Sequence[PropertySpec],
+        transforms: Mapping[str, str],
+    ) -> np.ndarray:
+        """(n, n_properties) estimates in regression space, NaN where there is none."""
+        out = np.full((len(estimates), len(properties)), np.nan)
+        for i, est in enumerate(estimates):
+            if not est:
+                continue
+            for j, spec in enumerate(properties):
+                out[i, j] = transform_value(est.get(spec.name), transforms[spec.name])
+        return out
+
+    @classmethod
+    def fit(cls, targets: Targets) -> Baselines:
+        cols = targets.values.shape[1]
+        fallback = np.zeros(cols)
+        for j in range(cols):
+            col = targets.values[:, j]
+            col = col[np.isfinite(col)]
+            fallback[j] = float(col.mean()) if col.size else 0.0
+        return cls(fallback=fallback)
+
+    def offsets(self, estimates_t: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(estimates_t), estimates_t, self.fallback[None, :])
+
+
+def window_matrix(
+    windows: Sequence[Mapping[str, tuple[float | None, float | None]]],
+    properties: Sequence[PropertySpec],
+    transforms: Mapping[str, str],
+) -> np.ndarray:
+    """(n, n_properties, 2) pass windows in regression space; open sides are -inf / +inf.
+
+    A log10 window's lower bound at or below zero is no bound at all (every positive value
+    clears it)."""
+    out = np.empty((len(windows), len(properties), 2))
+    out[..., 0] = -np.inf
+    out[..., 1] = np.inf
+    for i, window in enumerate(windows):
+        for j, spec in enumerate(properties):
+            lo, hi = window.get(spec.name, (None, None))
+            if lo is not None:
+                t = transform_value(lo, transforms[spec.name])
+                out[i, j, 0] = t if math.isfinite(t) else -np.inf
+            if hi is not None:
+                t = transform_value(hi, transforms[spec.name])
+                if not math.isfinite(t):
+                    raise PluginError(f"pass window of {spec.name!r}: upper bound {hi} invalid")
+                out[i, j, 1] = t
+    return out

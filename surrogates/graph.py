@@ -19,11 +19,13 @@ then an MLP with one pass/fail logit and one output per property. Aggregation an
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,9 @@ from torch import nn
 from foundry.contract import Candidate, PluginError, Predictions, PropertySpec, Verdict
 
 from ._training import (
+    Baselines,
     Standardizer,
+    Targets,
     bootstrap_weights,
     check_fit_inputs,
     check_transforms,
@@ -41,6 +45,7 @@ from ._training import (
     empty_predictions,
     ensemble_predictions,
     log10_ranges,
+    window_matrix,
 )
 
 __all__ = ["GraphEnsembleSurrogate", "GraphSample"]
@@ -48,12 +53,18 @@ __all__ = ["GraphEnsembleSurrogate", "GraphSample"]
 
 @dataclass
 class GraphSample:
-    """One candidate as a graph. Undirected links appear once in each direction."""
+    """One candidate as a graph. Undirected links appear once in each direction.
+
+    ``baseline``: an optional cheap estimate of each property (a hand analysis, a lower
+    fidelity); when given, the networks learn only the residual (see ``_training.Baselines``).
+    It travels with the graph so that both are computed, and cached, once per candidate.
+    """
 
     node_features: np.ndarray  # (num_nodes, node_dim) float32
     edge_index: np.ndarray  # (2, num_edges) int64, rows = (source, target)
     edge_features: np.ndarray  # (num_edges, edge_dim) float32
     global_features: np.ndarray  # (global_dim,) float32
+    baseline: Mapping[str, float] | None = None
 
 
 def _checked(sample: GraphSample) -> GraphSample:
@@ -77,7 +88,62 @@ def _checked(sample: GraphSample) -> GraphSample:
     for name, arr in (("node", x), ("edge", ea), ("global", u)):
         if not np.all(np.isfinite(arr)):
             raise PluginError(f"{name} features contain NaN or inf")
-    return GraphSample(x, ei, ea, u)
+    baseline = sample.baseline
+    if baseline is not None and not isinstance(baseline, Mapping):
+        raise PluginError(f"baseline must be a mapping of property -> value, got {baseline!r}")
+    return GraphSample(x, ei, ea, u, dict(baseline) if baseline is not None else None)
+
+
+class _GraphCache:
+    """Graphs by (encoder, candidate id), shared by every surrogate in the process.
+
+    A run scores each candidate with the version in force *and* its challenger, and a fit
+    re-reads recent labels: building the graph (and its baseline, perhaps a small physics
+    solve) once per candidate instead of once per model is a large part of inference cost.
+    Thread-safe: the scheduler fits in a background thread while it predicts. Candidates
+    without an id are encoded every time.
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[Any, str], GraphSample] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(
+        self,
+        key: Any,
+        candidates: Sequence[Candidate],
+        encode_many: Callable[[Sequence[Candidate]], Sequence[GraphSample]],
+    ) -> list[GraphSample]:
+        """Cached graphs of ``candidates``; the misses are encoded in one call."""
+        out: list[GraphSample | None] = [None] * len(candidates)
+        with self._lock:
+            for i, cand in enumerate(candidates):
+                if cand.id:
+                    out[i] = self._items.get((key, cand.id))
+        missing = [i for i, sample in enumerate(out) if sample is None]
+        if missing:
+            encoded = encode_many([candidates[i] for i in missing])
+            if len(encoded) != len(missing):
+                raise PluginError(
+                    f"graph encoder returned {len(encoded)} graphs for {len(missing)} candidates"
+                )
+            with self._lock:
+                for i, sample in zip(missing, encoded, strict=True):
+                    out[i] = checked = _checked(sample)
+                    if candidates[i].id:
+                        self._items[(key, candidates[i].id)] = checked
+                while len(self._items) > self.max_items:
+                    self._items.popitem(last=False)
+        return out  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: ~2 KB a small circuit graph: 50k graphs stay well under 200 MB.
+_GRAPH_CACHE = _GraphCache(max_items=50_000)
 
 
 class _GraphStore:
@@ -204,6 +270,7 @@ class _Fitted:
     edge_scaler: Standardizer
     global_scaler: Standardizer
     target_scaler: Standardizer
+    baselines: Baselines | None
     log10_range: dict[str, tuple[float, float]]
     has_values: np.ndarray
     constant_p_pass: float | None
@@ -215,15 +282,20 @@ class GraphEnsembleSurrogate:
     """Deep ensemble of edge-conditioned GNNs; satisfies :class:`foundry.contract.Surrogate`.
 
     ``to_graph`` turns a candidate into a :class:`GraphSample` (results are cached by candidate
-    id). ``target_transforms`` maps property names to ``"identity"`` or ``"log10"`` (regress in
-    log10 space, for positive quantities spanning decades; sigma is reported in original units).
+    id, across instances); ``to_graphs``, when given, does the same for a list at once (for
+    encoders that vectorise, such as a batched physics baseline). ``target_transforms`` maps
+    property names to ``"identity"`` or ``"log10"`` (regress in log10 space, for positive
+    quantities spanning decades; sigma is reported in original units).
+    When the samples carry a ``baseline``, the members learn the residual from it.
+
+    ``pass_window`` (optional) reads each candidate's acceptance window per property, e.g. a
+    spec ``{"gain_db": (lo, hi)}`` with ``None`` for an open side. Where pass/fail *is* "every
+    property inside its window", ``p_pass`` is then the predictive probability of exactly
+    that, instead of a separately learned classifier: sharper, and consistent with the values.
 
     Training is deterministic for a fixed ``seed`` unless ``max_train_seconds`` cuts it short
     (then the number of epochs depends on the machine's speed). Each ``fit`` retrains from scratch.
     """
-
-    #: Candidate ids whose graphs are kept; the oldest are dropped beyond this.
-    cache_size: int = 200_000
 
     def __init__(
         self,
@@ -245,6 +317,9 @@ class GraphEnsembleSurrogate:
         weight_decay: float = 1e-4,
         min_steps: int = 400,
         num_threads: int | None = None,
+        pass_window: Callable[[Candidate], Mapping[str, tuple[float | None, float | None]]]
+        | None = None,
+        to_graphs: Callable[[Sequence[Candidate]], Sequence[GraphSample]] | None = None,
     ) -> None:
         if n_members < 2:
             raise ValueError("an ensemble needs n_members >= 2 for a spread")
@@ -267,37 +342,26 @@ class GraphEnsembleSurrogate:
         self.weight_decay = weight_decay
         self.min_steps = min_steps
         self.num_threads = num_threads
-        self._cache: OrderedDict[str, GraphSample] = OrderedDict()
+        self.pass_window = pass_window
+        self.to_graphs = to_graphs
+        if pass_window is not None and not (has_pass_fail and self.properties):
+            raise ValueError("pass_window needs a pass/fail domain with properties")
         self._fitted: _Fitted | None = None
 
     # -- graphs ---------------------------------------------------------------------------
     def _graphs(self, candidates: Sequence[Candidate]) -> list[GraphSample]:
-        out = []
-        for cand in candidates:
-            sample = self._cache.get(cand.id) if cand.id else None
-            if sample is None:
-                sample = _checked(self.to_graph(cand))
-                if cand.id:
-                    self._cache[cand.id] = sample
-                    if len(self._cache) > self.cache_size:
-                        self._cache.popitem(last=False)
-            out.append(sample)
-        return out
+        encode = self.to_graphs or (lambda cands: [self.to_graph(c) for c in cands])
+        return _GRAPH_CACHE.get_many(self.to_graph, candidates, encode)
 
     # -- training -------------------------------------------------------------------------
     @contextmanager
     def _threads(self) -> Iterator[None]:
-        """Run with ``num_threads`` torch threads, then restore: with other busy processes on
-        the node, two OpenMP threads can be several times slower than one."""
-        if self.num_threads is None:
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        """Use ``num_threads`` torch threads. torch's setting is process-wide and the scheduler
+        fits in one thread while it predicts in another, so it is set, not restored: small
+        graphs run no faster on two OpenMP threads than on one, and cost twice the CPU."""
+        if self.num_threads is not None and torch.get_num_threads() != self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        yield
 
     def fit(self, candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> None:
         """Train all members from scratch on these labels (pass head on all verdicts, each
@@ -318,11 +382,17 @@ class GraphEnsembleSurrogate:
         store.standardize(node_scaler, edge_scaler, global_scaler)
 
         targets = collect_targets(verdicts, self.properties, self.transforms)
-        target_scaler = Standardizer.fit(targets.values)
+        residual, baselines = self._residual_targets(samples, targets)
+        target_scaler = Standardizer.fit(residual)
         mask = targets.mask
-        y = np.where(mask, target_scaler.transform(targets.values), 0.0)
-        constant_p = constant_pass_probability(targets.passed) if self.has_pass_fail else None
-        train_pass = self.has_pass_fail and constant_p is None
+        y = np.where(mask, target_scaler.transform(residual), 0.0)
+        by_window = self.pass_window is not None
+        constant_p = (
+            constant_pass_probability(targets.passed)
+            if self.has_pass_fail and not by_window
+            else None
+        )
+        train_pass = self.has_pass_fail and constant_p is None and not by_window
 
         n = len(candidates)
         rng = np.random.default_rng([self.seed, n])
@@ -375,12 +445,25 @@ class GraphEnsembleSurrogate:
             edge_scaler=edge_scaler,
             global_scaler=global_scaler,
             target_scaler=target_scaler,
+            baselines=baselines,
             log10_range=log10_ranges(targets, self.properties, self.transforms),
             has_values=mask.any(axis=0),
             constant_p_pass=constant_p,
             epochs_run=epochs_run,
             train_seconds=time.perf_counter() - start,
         )
+
+    def _residual_targets(
+        self, samples: Sequence[GraphSample], targets: Targets
+    ) -> tuple[np.ndarray, Baselines | None]:
+        """Targets minus the samples' baselines (regression space); as-is without baselines."""
+        if all(s.baseline is None for s in samples):
+            return targets.values, None
+        estimates = Baselines.matrix(
+            [s.baseline for s in samples], self.properties, self.transforms
+        )
+        baselines = Baselines.fit(targets)
+        return targets.values - baselines.offsets(estimates), baselines
 
     @staticmethod
     def _loss(
@@ -418,7 +501,8 @@ class GraphEnsembleSurrogate:
             return self._predict(fitted, candidates)
 
     def _predict(self, fitted: _Fitted, candidates: Sequence[Candidate]) -> Predictions:
-        store = _GraphStore(self._graphs(candidates), fitted.dims)
+        samples = self._graphs(candidates)
+        store = _GraphStore(samples, fitted.dims)
         store.standardize(fitted.node_scaler, fitted.edge_scaler, fitted.global_scaler)
         chunks = []
         with torch.inference_mode():
@@ -429,11 +513,22 @@ class GraphEnsembleSurrogate:
         out = np.concatenate(chunks, axis=1)  # (M, n, n_out)
         n = len(candidates)
         member_p = None
-        if self.has_pass_fail:
+        windows = None
+        if self.pass_window is not None:
+            windows = window_matrix(
+                [self.pass_window(c) for c in candidates], self.properties, self.transforms
+            )
+        elif self.has_pass_fail:
             if fitted.constant_p_pass is not None:
                 member_p = np.full((1, n), fitted.constant_p_pass)
             else:
                 member_p = 1.0 / (1.0 + np.exp(-np.clip(out[..., 0], -60.0, 60.0)))
+        offsets = None
+        if fitted.baselines is not None:
+            estimates = Baselines.matrix(
+                [s.baseline for s in samples], self.properties, self.transforms
+            )
+            offsets = fitted.baselines.offsets(estimates)
         return ensemble_predictions(
             n,
             self.properties,
@@ -443,6 +538,8 @@ class GraphEnsembleSurrogate:
             member_p,
             out[..., 1:] if self.properties else None,
             fitted.has_values,
+            offsets_t=offsets,
+            windows_t=windows,
         )
 
     @property

@@ -10,7 +10,13 @@ import jsonschema
 import numpy as np
 import pytest
 from foundry.domains.circuits import CircuitsDomain
-from foundry.domains.circuits.graph import EDGE_DIM, GLOBAL_DIM, NODE_DIM, graph_arrays
+from foundry.domains.circuits.graph import (
+    EDGE_DIM,
+    GLOBAL_DIM,
+    NODE_DIM,
+    graph_arrays,
+    to_graph,
+)
 from foundry.domains.circuits.ground_truth import AcResponse, CircuitsGroundTruth, judge
 from foundry.domains.circuits.measure import measure_response
 from foundry.domains.circuits.netlist import TOPOLOGIES, to_netlist
@@ -121,7 +127,16 @@ def test_check_accepts_a_good_circuit() -> None:
         (lambda p: p["spec"].update(fc_hz_min=2000.0), "min"),
         (lambda p: p["components"].append(
             {"name": "Q1", "kind": "npn", "nodes": ["out", "in", "0"], "model": "BC547"}),
-         "schema"),
+         "unknown npn model"),
+        (lambda p: p["components"].append(
+            {"name": "Q1", "kind": "npn", "nodes": ["out", "in", "0"]}),
+         "unknown npn model"),
+        (lambda p: p["components"].append(
+            {"name": "Q1", "kind": "npn", "nodes": ["out", "in"], "model": "2N2222A"}),
+         "needs 3 pins"),
+        (lambda p: p["components"][0].pop("r_ohm"), "missing r_ohm"),
+        (lambda p: p["components"][0].update(kind="transistor"), "schema"),
+        (lambda p: p.update(extra=1), "schema"),
         (lambda p: p.update(topology="bjt_ce"), "without a transistor"),
     ],
 )  # fmt: skip
@@ -231,7 +246,11 @@ def test_featurize_fixed_width_and_finite() -> None:
 
 def test_graph_arrays_are_consistent() -> None:
     for cand in _batch(n=30) + DOMAIN.reservoir():
-        x, ei, ea, u = graph_arrays(cand.payload)
+        x, ei, ea, _ = graph_arrays(cand.payload)
+        sample = to_graph(cand)
+        u = sample.global_features
+        assert np.array_equal(sample.node_features, x)
+        assert sample.baseline is not None and set(sample.baseline) <= {"gain_db", "fc_hz"}
         assert x.shape[1] == NODE_DIM and ea.shape == (ei.shape[1], EDGE_DIM)
         assert u.shape == (GLOBAL_DIM,)
         assert ei.min() >= 0 and ei.max() < x.shape[0]

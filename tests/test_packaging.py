@@ -43,6 +43,7 @@ PIP_TO_CONDA = {
     "distributed": "distributed",
     "pyarrow": "pyarrow",
     "jsonschema": "jsonschema",
+    "fastjsonschema": "python-fastjsonschema",
     "torch": "pytorch",
     "torch-geometric": "pytorch_geometric",
     "pyspice": "pyspice",

@@ -14,14 +14,16 @@ Only numpy is needed here; the surrogate class (torch) is imported by the caller
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from foundry.contract import Candidate
 
+from .ground_truth import sweep_for
 from .netlist import GROUND, TOPOLOGIES
+from .small_signal import estimate_many
 
 #: Edge types; a component contributes one or more of them.
 EDGE_TYPES: tuple[str, ...] = (
@@ -46,7 +48,7 @@ _LOG_CENTRE = {"r_ohm": (3.0, 2.0), "c_farad": (-7.0, 3.0), "l_henry": (-3.0, 2.
 
 NODE_DIM = 6
 EDGE_DIM = len(EDGE_TYPES) + 3  # type one-hot, scaled value, has-value flag, direction
-GLOBAL_DIM = len(TOPOLOGIES) + 9
+GLOBAL_DIM = len(TOPOLOGIES) + 9 + 4
 
 
 def _scaled_value(component: Mapping[str, Any]) -> tuple[float, float]:
@@ -118,18 +120,57 @@ def global_features(payload: Mapping[str, Any]) -> np.ndarray:
     )
 
 
-def to_graph(candidate: Candidate) -> Any:
-    """The :class:`foundry.surrogates.graph.GraphSample` of a circuit candidate."""
+def hand_estimates(payloads: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Gain and corner by hand analysis (``small_signal``), on the ground truth's own sweep;
+    empty where the analysis does not apply (diodes, no corner in the sweep)."""
+    measured = estimate_many(payloads, [sweep_for(p) for p in payloads])
+    out: list[dict[str, float]] = []
+    for m in measured:
+        est: dict[str, float] = {}
+        if m is not None and math.isfinite(m.gain_db):
+            est["gain_db"] = float(m.gain_db)
+            if m.fc_hz is not None and m.fc_hz > 0:
+                est["fc_hz"] = float(m.fc_hz)
+        out.append(est)
+    return out
+
+
+def to_graphs(candidates: Sequence[Candidate]) -> list[Any]:
+    """:class:`foundry.surrogates.graph.GraphSample` of circuit candidates, with the hand
+    analysis as their baseline (the network learns what ngspice adds to it)."""
     from foundry.surrogates.graph import GraphSample
 
-    arrays = graph_arrays(candidate.payload)
-    return GraphSample(*arrays)
+    out = []
+    for cand, est in zip(candidates, hand_estimates([c.payload for c in candidates]), strict=True):
+        x, edge_index, edge_attr, u = graph_arrays(cand.payload)
+        u = np.concatenate([u, _estimate_features(est)])
+        out.append(GraphSample(x, edge_index, edge_attr, u, baseline=est or None))
+    return out
+
+
+def to_graph(candidate: Candidate) -> Any:
+    """One candidate's graph (see :func:`to_graphs`)."""
+    return to_graphs([candidate])[0]
+
+
+def _estimate_features(est: Mapping[str, float]) -> np.ndarray:
+    gain, fc = est.get("gain_db"), est.get("fc_hz")
+    return np.array(
+        [
+            gain / 20.0 if gain is not None else 0.0,
+            math.log10(fc) if fc is not None else 0.0,
+            float(gain is not None),
+            float(fc is not None),
+        ],
+        dtype=np.float32,
+    )
 
 
 def graph_arrays(
     payload: Mapping[str, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(node_features, edge_index, edge_features, global_features) as numpy arrays."""
+    """(node_features, edge_index, edge_features, global_features) as numpy arrays; the
+    global features here exclude the hand estimate, which :func:`to_graph` appends."""
     inp, out = payload["input_node"], payload["output_node"]
     edges: list[tuple[str, str, str, float, float]] = [("signal_source", inp, GROUND, 0.0, 1.0)]
     for comp in payload["components"]:

@@ -67,8 +67,11 @@ _NODE = r"^(0|[a-z][a-z0-9_]{0,31})$"
 _NAME = r"^[A-Za-z][A-Za-z0-9_]{0,15}$"
 _BOUND = {"type": ["number", "null"]}
 
+#: Draft 7, and shallow on purpose: it runs on every candidate (see ``foundry.schema``). The
+#: per-kind rules (which value field or model, how many pins) are checked in Python by
+#: :func:`structural_problem`, which gives the clearer message anyway.
 PAYLOAD_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "title": "circuits candidate",
     "type": "object",
     "required": ["topology", "components", "input_node", "output_node", "target", "spec"],
@@ -98,26 +101,6 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
                     "v_volt": {"type": "number"},
                     "model": {"type": "string"},
                 },
-                "allOf": [
-                    {
-                        "if": {"properties": {"kind": {"const": kind}}},
-                        "then": {
-                            "required": [spec["value"]] if spec["value"] else ["model"],
-                            "properties": {
-                                "nodes": {
-                                    "minItems": len(spec["pins"]),
-                                    "maxItems": len(spec["pins"]),
-                                },
-                                **(
-                                    {"model": {"enum": sorted(MODELS[kind])}}
-                                    if kind in MODELS
-                                    else {}
-                                ),
-                            },
-                        },
-                    }
-                    for kind, spec in KINDS.items()
-                ],
             },
         },
         "input_node": {"type": "string", "pattern": _NODE},

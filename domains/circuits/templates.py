@@ -12,6 +12,7 @@ closed-form estimate sits on the edge of the spec window, where pass and fail ar
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,15 +50,13 @@ STEERING_DEFAULTS: dict[str, float] = {
 def snap(value: float, series: tuple[float, ...]) -> float:
     """Nearest preferred value (in log distance) of an E-series."""
     exponent = math.floor(math.log10(value))
-    best = value
-    best_err = math.inf
-    for e in (exponent - 1, exponent, exponent + 1):
-        for mantissa in series:
-            candidate = mantissa * 10.0**e
-            err = abs(math.log(candidate / value))
-            if err < best_err:
-                best, best_err = candidate, err
-    return best
+    mantissa = value / 10.0**exponent
+    # candidates: the series members around the mantissa, and the next decade's 1.0
+    i = bisect.bisect_left(series, mantissa)
+    lower = series[i - 1] if i > 0 else series[-1] / 10.0
+    upper = series[i] if i < len(series) else 10.0
+    best = lower if mantissa * mantissa < lower * upper else upper  # geometric midpoint
+    return best * 10.0**exponent
 
 
 def _sig(value: float, digits: int = 4) -> float:
