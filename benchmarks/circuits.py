@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         common,
         audit_rate=args.audit_rate,
         min_train_labels=500,
-        retrain_every=2_000,
+        retrain_every=4_000,
         challenger_audits=400,
     )
     with tempfile.TemporaryDirectory(prefix="foundry-bench-circuits-") as tmp:

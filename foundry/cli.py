@@ -178,6 +178,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from foundry.export import export_run
     from foundry.scheduler import Scheduler
 
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"no input file {args.input}")
     over = _overrides(args)
     over.setdefault("run_dir", str(Path("runs") / f"verify-{Path(args.input).stem}"))
     over["surrogate"] = False

@@ -105,7 +105,7 @@ class ExampleRow:
     decided_at: float | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return tuple(getattr(self, name) for name in COLUMN_NAMES)
 
 
 assert tuple(f.name for f in fields(ExampleRow)) == COLUMN_NAMES

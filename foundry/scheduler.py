@@ -68,6 +68,8 @@ RETRYABLE = {SIMULATION_FAILED, CRASH}
 #: payload key of an input line that could not be read (kept in the ledger as invalid)
 INVALID_INPUT = "__invalid_input__"
 RECENT_SCORES = 4096
+#: Simulated calibrations behind the label-free plausibility check.
+PLAUSIBILITY_DRAWS = 16
 
 
 @dataclass
@@ -219,6 +221,7 @@ class Scheduler:
         self.champion: int | None = None
         self.challenger: int | None = None
         self.calibration_index = 0
+        self.fit_failures = 0
         self.pending: dict[int, PendingItem] = {}
         self.queue: list[tuple[int, Candidate]] = []
         self._training: threading.Thread | None = None
@@ -300,10 +303,29 @@ class Scheduler:
             self._training.join(timeout=timeout_s)
 
     def _waiting_for_first_model(self) -> bool:
-        """Hold generation while the first surrogate trains: until it exists every candidate
-        would go to the ground truth, and a fit takes seconds to minutes - time in which the
-        ground truth would label, expensively, items the model will soon decide for free."""
-        return self.cfg.pause_for_first_fit and self._training is not None and not self.slots
+        """Hold generation until the first surrogate exists: every candidate made before it
+        goes to the ground truth, so make just the ``min_train_labels`` the first fit needs,
+        then wait for the fit - seconds to minutes in which the ground truth would otherwise
+        label, expensively, items the model will soon decide for free."""
+        if not self._first_fit_pending():
+            return False
+        if self._training is not None:
+            return True
+        return self._first_fit_quota() <= 0 and bool(self.pending)
+
+    def _first_fit_pending(self) -> bool:
+        """Before the first surrogate: hold to the first-fit quota (not after a failed fit,
+        which must not stall the run; it goes on as ground truth only until a refit works)."""
+        return (
+            self.cfg.pause_for_first_fit
+            and self.cfg.surrogate
+            and not self.slots
+            and not self.fit_failures
+        )
+
+    def _first_fit_quota(self) -> int:
+        """Candidates still to make for the first fit (labels + those in flight count)."""
+        return self.cfg.min_train_labels - len(self.labels) - len(self.pending)
 
     def _max_pending(self) -> int:
         if self.cfg.max_pending:
@@ -390,6 +412,8 @@ class Scheduler:
 
     def _produce_batch(self) -> bool:
         n = self.cfg.batch_size
+        if self._first_fit_pending():
+            n = min(n, max(self._first_fit_quota(), 1))
         if self.cfg.budget.max_candidates is not None:
             n = min(n, self.cfg.budget.max_candidates - self.stats.generated)
         batch = self._next_candidates(n)
@@ -709,25 +733,38 @@ class Scheduler:
             if slot.n_audits < max(slot.next_calibration_at, 1):
                 continue
             if slot.certificate is None and not self._plausible(slot):
-                continue  # label-free pre-check: spend no confidence on a hopeless calibration
+                # label-free pre-check failed: spend no confidence on a hopeless calibration,
+                # and look again once the audits have grown by a tenth
+                slot.next_calibration_at = math.ceil(slot.n_audits * 1.1)
+                continue
             self._calibrate(slot)
             slot.next_calibration_at = math.ceil(slot.n_audits * self.cfg.recalibrate_growth)
         self._maybe_promote()
 
     def _plausible(self, slot: SurrogateSlot) -> bool:
-        """Would a calibration certify if the surrogate's own risks were right?
+        """Would a calibration likely certify a route if the surrogate's own risks were right?
 
         Uses the audits' risks only, never their labels, so it spends no confidence: it just
         avoids burning calibration indices (and with them, delta) before enough audits exist.
+        Errors are simulated from the risks several times; a route counts as plausible when at
+        least half its dry runs certify, so that one lucky draw does not trigger a hopeless
+        calibration.
         """
         delta_j = spend_delta(self.cfg.delta, self.calibration_index + 1)
-        routes = 2 if self.domain.has_pass_fail else 1
-        risks = np.asarray(slot.accept_risks)
-        expected = np.where(np.isfinite(risks), np.clip(risks, 0, 1), 1.0)
+        routes = [(np.asarray(slot.accept_risks), self.cfg.alpha)]
+        if self.domain.has_pass_fail:
+            routes.append((np.asarray(slot.reject_risks), self.cfg.effective_reject_alpha))
         rng = np.random.default_rng(slot.n_audits)
-        simulated = rng.random(len(risks)) < expected
-        dry = certify(risks, simulated, alpha=self.cfg.alpha, delta=delta_j / routes)
-        return dry.certified
+        for risks, alpha in routes:
+            expected = np.where(np.isfinite(risks), np.clip(risks, 0, 1), 1.0)
+            successes = 0
+            for _ in range(PLAUSIBILITY_DRAWS):
+                simulated = rng.random(len(risks)) < expected
+                dry = certify(risks, simulated, alpha=alpha, delta=delta_j / len(routes))
+                successes += dry.certified
+            if successes * 2 >= PLAUSIBILITY_DRAWS:
+                return True
+        return False
 
     def _calibrate(self, slot: SurrogateSlot) -> None:
         self.calibration_index += 1
@@ -813,8 +850,8 @@ class Scheduler:
         n = len(self.labels)
         if n < self.cfg.min_train_labels:
             return
-        if self.slots and n - self.labels_at_fit < self.cfg.retrain_every:
-            return
+        if self.labels_at_fit and n - self.labels_at_fit < self.cfg.retrain_every:
+            return  # also after a failed fit: no refit on every result
         chal = self.slots.get(self.challenger) if self.challenger is not None else None
         certified = chal is not None and chal.certificate is not None and chal.certificate.certified
         if chal is not None and not certified and chal.n_audits < self.cfg.challenger_audits:
@@ -849,6 +886,7 @@ class Scheduler:
         if trained is None:
             return
         if isinstance(trained, BaseException):
+            self.fit_failures += 1
             self.ledger.event("error", "fit", f"{type(trained).__name__}: {trained}")
             return
         model, n_labels, fit_s = trained

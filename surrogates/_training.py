@@ -143,6 +143,7 @@ def ensemble_predictions(
     member_values_std: np.ndarray | None,
     has_values: np.ndarray,
     *,
+    member_variance_std: np.ndarray | None = None,
     offsets_t: np.ndarray | None = None,
     windows_t: np.ndarray | None = None,
 ) -> Predictions:
@@ -153,6 +154,9 @@ def ensemble_predictions(
     ``member_values_std``: (n_members, n, n_properties) in standardised transformed space.
     ``has_values``: (n_properties,) whether the property had any training label; a property never
     seen predicts NaN ("no opinion", the item goes to the ground truth).
+    ``member_variance_std``: (n_members, n, n_properties) each member's own predicted error
+    variance, standardised (deep ensembles with a variance head): the predictive variance is
+    then the members' mean variance plus the variance of their means.
     ``offsets_t``: (n, n_properties) baseline added back in transformed space (the members
     learned the residual; see :class:`Baselines`).
     ``windows_t``: (n, n_properties, 2) pass window per property in transformed space (+-inf
@@ -179,7 +183,10 @@ def ensemble_predictions(
             continue
         members = member_values_std[:, :, j].astype(np.float64)
         mean_std = members.mean(axis=0)
-        spread_std = np.sqrt(members.var(axis=0) + SIGMA_FLOOR_STD**2)
+        variance = members.var(axis=0) + SIGMA_FLOOR_STD**2
+        if member_variance_std is not None:
+            variance = variance + member_variance_std[:, :, j].mean(axis=0)
+        spread_std = np.sqrt(variance)
         mean_t = mean_std * target_scaler.scale[j] + target_scaler.mean[j]
         sigma_t = spread_std * target_scaler.scale[j]
         if offsets_t is not None:

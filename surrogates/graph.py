@@ -94,6 +94,11 @@ def _checked(sample: GraphSample) -> GraphSample:
     return GraphSample(x, ei, ea, u, dict(baseline) if baseline is not None else None)
 
 
+def _variance(raw: torch.Tensor) -> torch.Tensor:
+    """Predicted variance (standardised units) from the raw variance-head output."""
+    return nn.functional.softplus(raw) + 1e-6
+
+
 class _GraphCache:
     """Graphs by (encoder, candidate id), shared by every surrogate in the process.
 
@@ -316,6 +321,8 @@ class GraphEnsembleSurrogate:
         bootstrap: bool = True,
         weight_decay: float = 1e-4,
         min_steps: int = 400,
+        max_steps: int | None = 1500,
+        heteroscedastic: bool = True,
         num_threads: int | None = None,
         pass_window: Callable[[Candidate], Mapping[str, tuple[float | None, float | None]]]
         | None = None,
@@ -341,6 +348,8 @@ class GraphEnsembleSurrogate:
         self.bootstrap = bootstrap
         self.weight_decay = weight_decay
         self.min_steps = min_steps
+        self.max_steps = max_steps
+        self.heteroscedastic = heteroscedastic
         self.num_threads = num_threads
         self.pass_window = pass_window
         self.to_graphs = to_graphs
@@ -402,7 +411,8 @@ class GraphEnsembleSurrogate:
             else np.ones((self.n_members, n))
         )
         generator = torch.Generator().manual_seed(self.seed)
-        n_out = 1 + len(self.properties)
+        n_props = len(self.properties)
+        n_out = 1 + n_props * (2 if self.heteroscedastic else 1)
         model = _EnsembleGNN(dims, n_out, self.n_members, self.hidden, self.layers, generator)
         model.to(self.device)
         optimizer = torch.optim.AdamW(
@@ -410,6 +420,8 @@ class GraphEnsembleSurrogate:
         )
         steps_per_epoch = math.ceil(n / self.batch_size)
         epochs = max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        if self.max_steps is not None:
+            epochs = max(min(epochs, self.max_steps // steps_per_epoch), 1)
         total_steps = epochs * steps_per_epoch
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.lr, total_steps=total_steps, pct_start=0.1
@@ -429,7 +441,9 @@ class GraphEnsembleSurrogate:
                 tensors = [t.to(self.device) for t in store.collate(ids)]
                 out = model(*tensors)  # (M, b, n_out)
                 idx = torch.from_numpy(ids).to(self.device)
-                loss = self._loss(out, t_pass[idx], t_y[idx], t_mask[idx], t_w[:, idx], train_pass)
+                loss = self._loss(
+                    out, t_pass[idx], t_y[idx], t_mask[idx], t_w[:, idx], train_pass, n_props
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -473,20 +487,30 @@ class GraphEnsembleSurrogate:
         mask: torch.Tensor,
         weight: torch.Tensor,
         train_pass: bool,
+        n_props: int,
     ) -> torch.Tensor:
-        """Sum over members of (weighted BCE + masked weighted MSE per property).
+        """Sum over members of weighted BCE, masked weighted MSE per property and, with a
+        variance head, the Gaussian NLL of the residuals under it.
 
-        Members share no parameters, so summing their losses trains each on its own."""
+        Members share no parameters, so summing their losses trains each on its own. The
+        variance head sees the mean detached: it learns how large the errors are where, and
+        cannot buy a smaller NLL by moving the mean."""
         total = out.new_zeros(())
         if train_pass:
             bce = nn.functional.binary_cross_entropy_with_logits(
                 out[..., 0], passed.expand_as(out[..., 0]), reduction="none"
             )
             total = total + ((bce * weight).sum(1) / weight.sum(1).clamp_min(1e-6)).sum()
-        if out.shape[-1] > 1:
+        if n_props:
+            mean = out[..., 1 : 1 + n_props]
             w = weight.unsqueeze(-1) * mask.unsqueeze(0)  # (M, b, P)
-            sq = (out[..., 1:] - y.unsqueeze(0)) ** 2
-            total = total + ((sq * w).sum(1) / w.sum(1).clamp_min(1e-6)).sum()
+            norm = w.sum(1).clamp_min(1e-6)
+            sq = (mean - y.unsqueeze(0)) ** 2
+            total = total + ((sq * w).sum(1) / norm).sum()
+            if out.shape[-1] > 1 + n_props:
+                var = _variance(out[..., 1 + n_props :])
+                nll = 0.5 * (torch.log(var) + sq.detach() / var)
+                total = total + ((nll * w).sum(1) / norm).sum()
         return total
 
     # -- prediction -----------------------------------------------------------------------
@@ -512,6 +536,10 @@ class GraphEnsembleSurrogate:
                 chunks.append(fitted.model(*tensors).double().cpu().numpy())
         out = np.concatenate(chunks, axis=1)  # (M, n, n_out)
         n = len(candidates)
+        n_props = len(self.properties)
+        member_var = None
+        if out.shape[-1] > 1 + n_props:
+            member_var = _variance(torch.from_numpy(out[..., 1 + n_props :])).double().numpy()
         member_p = None
         windows = None
         if self.pass_window is not None:
@@ -536,8 +564,9 @@ class GraphEnsembleSurrogate:
             fitted.target_scaler,
             fitted.log10_range,
             member_p,
-            out[..., 1:] if self.properties else None,
+            out[..., 1 : 1 + n_props] if self.properties else None,
             fitted.has_values,
+            member_variance_std=member_var,
             offsets_t=offsets,
             windows_t=windows,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -237,3 +238,76 @@ def test_same_seed_same_run(tmp_path):
         b.surrogate_accepted,
         b.gt_calls,
     )
+
+
+class SlowFitDomain(AnalyticDomain):
+    """The analytic domain whose surrogate takes a while to train (as a real one does)."""
+
+    def surrogate(self):
+        inner = super().surrogate()
+
+        class Slow:
+            def fit(self, candidates, verdicts):
+                time.sleep(0.5)
+                inner.fit(candidates, verdicts)
+
+            def predict(self, candidates):
+                return inner.predict(candidates)
+
+        return Slow()
+
+
+class BrokenFitDomain(AnalyticDomain):
+    def surrogate(self):
+        class Broken:
+            def fit(self, candidates, verdicts):
+                raise RuntimeError("cannot fit")
+
+            def predict(self, candidates):
+                raise AssertionError("never fitted")
+
+        return Broken()
+
+
+def _async_scheduler(tmp_path, domain, **kw):
+    """Inline ground truth, but training in a background thread as on a real executor."""
+    cfg = RunConfig(
+        domain="analytic",
+        run_dir=tmp_path / "run",
+        executor="inline",
+        isolation="none",
+        progress=False,
+        min_train_labels=300,
+        batch_size=128,
+        **kw,
+    )
+    scheduler = Scheduler(cfg, domain=domain)
+    scheduler._sync_training = False
+    return cfg, scheduler
+
+
+def test_generation_waits_for_the_first_model_instead_of_flooding_the_ground_truth(tmp_path):
+    cfg, scheduler = _async_scheduler(tmp_path, SlowFitDomain(), budget={"max_candidates": 3000})
+    stats = scheduler.run()
+    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
+    before_model = db.execute(
+        "SELECT COUNT(*) FROM examples WHERE route = 'no_surrogate'"
+    ).fetchone()[0]
+    db.close()
+    assert stats.generated == 3000 and stats.surrogate_versions >= 1
+    assert before_model == cfg.min_train_labels  # exactly what the first fit needed
+
+
+def test_a_surrogate_that_cannot_fit_leaves_a_ground_truth_only_run(tmp_path):
+    cfg, scheduler = _async_scheduler(
+        tmp_path, BrokenFitDomain(), retrain_every=500, budget={"max_candidates": 2000}
+    )
+    stats = scheduler.run()  # must not stall waiting for a model that never comes
+    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
+    tiers = dict(db.execute("SELECT decided_by, COUNT(*) FROM examples GROUP BY decided_by"))
+    fit_errors = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'fit'").fetchone()[0]
+    db.close()
+    assert stats.generated == 2000 and stats.surrogate_versions == 0
+    assert tiers == {"ground_truth": 2000}
+    # refits are attempted only as labels grow by retrain_every, not on every result
+    assert 1 <= fit_errors <= 2000 // 500

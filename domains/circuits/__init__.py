@@ -84,6 +84,8 @@ class CircuitsDomain(Domain):
             hidden=32,
             layers=2,
             num_threads=1,
+            # the residual task saturates early: 600 steps fit 5,000 labels as well as 1,500
+            max_steps=600,
         )
 
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
