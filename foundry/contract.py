@@ -107,12 +107,15 @@ class Verdict:
 
     ``passed`` is the pass/fail answer (always ``True`` for a domain without pass/fail once the
     simulation succeeded). ``properties`` holds the measured values, keyed by
-    ``PropertySpec.name``.
+    ``PropertySpec.name``: what the surrogate learns and is judged on. ``measurements`` holds
+    further observables the simulation yields for free (an operating point, a bandwidth); they
+    are recorded with the example but neither predicted nor certified.
     """
 
     passed: bool
     properties: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    measurements: dict[str, float] = field(default_factory=dict)
 
     def validate(self, specs: Sequence[PropertySpec]) -> None:
         """Raise :class:`PluginError` unless this is a well-formed verdict for ``specs``."""
@@ -124,11 +127,16 @@ class Verdict:
             missing = [s.name for s in specs if s.name not in self.properties]
             if missing:
                 raise PluginError(f"passing verdict lacks properties {missing}")
-        for name, value in self.properties.items():
-            if not isinstance(value, int | float | np.floating | np.integer):
-                raise PluginError(f"property {name!r} is {type(value).__name__}, not a number")
-            if not math.isfinite(float(value)):
-                raise PluginError(f"property {name!r} is not finite: {value}")
+        if not isinstance(self.measurements, dict):
+            raise PluginError("Verdict.measurements must be a dict")
+        for kind, table in (("property", self.properties), ("measurement", self.measurements)):
+            for name, value in table.items():
+                if not isinstance(name, str):
+                    raise PluginError(f"{kind} name {name!r} is not a string")
+                if not isinstance(value, int | float | np.floating | np.integer):
+                    raise PluginError(f"{kind} {name!r} is {type(value).__name__}, not a number")
+                if not math.isfinite(float(value)):
+                    raise PluginError(f"{kind} {name!r} is not finite: {value}")
 
 
 @dataclass

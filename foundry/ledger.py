@@ -46,6 +46,7 @@ EXAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("gt_passed", "INTEGER"),
     ("gt_properties", "TEXT"),
     ("gt_reason", "TEXT"),
+    ("gt_measurements", "TEXT"),
     ("simulator", "TEXT"),
     ("simulator_version", "TEXT"),
     ("walltime_s", "REAL"),
@@ -94,6 +95,7 @@ class ExampleRow:
     gt_passed: int | None = None
     gt_properties: str | None = None
     gt_reason: str | None = None
+    gt_measurements: str | None = None
     simulator: str | None = None
     simulator_version: str | None = None
     walltime_s: float | None = None
@@ -122,6 +124,7 @@ class GroundTruthUpdate:
     gt_passed: int | None
     gt_properties: str | None
     gt_reason: str | None
+    gt_measurements: str | None
     simulator: str
     simulator_version: str
     walltime_s: float

@@ -708,6 +708,11 @@ class Scheduler:
             gt_passed=int(verdict.passed) if verdict is not None else None,
             gt_properties=_json_floats(verdict.properties) if verdict is not None else None,
             gt_reason=verdict.reason if verdict is not None else None,
+            gt_measurements=(
+                _json_floats(verdict.measurements)
+                if verdict is not None and verdict.measurements
+                else None
+            ),
             simulator=result.simulator,
             simulator_version=result.simulator_version,
             walltime_s=result.walltime_s,

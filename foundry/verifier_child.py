@@ -72,6 +72,7 @@ class GroundTruthRunner:
                 passed=bool(verdict.passed),
                 properties={k: float(v) for k, v in verdict.properties.items()},
                 reason=str(verdict.reason),
+                measurements={k: float(v) for k, v in verdict.measurements.items()},
             )
             return verdict, "", "", time.perf_counter() - started
         except SetupError:

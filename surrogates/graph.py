@@ -67,31 +67,56 @@ class GraphSample:
     baseline: Mapping[str, float] | None = None
 
 
-def _checked(sample: GraphSample) -> GraphSample:
-    """Coerce dtypes and check shapes once, so the collation code can trust the arrays."""
-    x = np.asarray(sample.node_features, dtype=np.float32)
-    ei = np.asarray(sample.edge_index, dtype=np.int64)
-    ea = np.asarray(sample.edge_features, dtype=np.float32)
-    u = np.asarray(sample.global_features, dtype=np.float32).reshape(-1)
-    if x.ndim != 2:
-        raise PluginError(f"node_features must be 2-D (num_nodes, node_dim), got {x.shape}")
-    if ei.size == 0:
-        ei = ei.reshape(2, 0)
-    if ei.ndim != 2 or ei.shape[0] != 2:
-        raise PluginError(f"edge_index must have shape (2, num_edges), got {ei.shape}")
-    if ea.ndim != 2 or ea.shape[0] != ei.shape[1]:
-        raise PluginError(
-            f"edge_features must have shape (num_edges={ei.shape[1]}, edge_dim), got {ea.shape}"
-        )
-    if ei.size and (ei.min() < 0 or ei.max() >= x.shape[0]):
-        raise PluginError(f"edge_index refers to nodes outside 0..{x.shape[0] - 1}")
-    for name, arr in (("node", x), ("edge", ea), ("global", u)):
-        if not np.all(np.isfinite(arr)):
-            raise PluginError(f"{name} features contain NaN or inf")
-    baseline = sample.baseline
-    if baseline is not None and not isinstance(baseline, Mapping):
-        raise PluginError(f"baseline must be a mapping of property -> value, got {baseline!r}")
-    return GraphSample(x, ei, ea, u, dict(baseline) if baseline is not None else None)
+def _checked_many(samples: Sequence[GraphSample]) -> list[GraphSample]:
+    """Coerce dtypes and check shapes, indices and finiteness once, so that the collation code
+    can trust the arrays. Shapes are checked per graph; values batch-wise (one reduction per
+    check for the whole batch, not per graph: this runs on every scored candidate)."""
+    out: list[GraphSample] = []
+    for sample in samples:
+        if not isinstance(sample, GraphSample):
+            raise PluginError(f"graph encoder returned {type(sample).__name__}, not GraphSample")
+        x = np.asarray(sample.node_features, dtype=np.float32)
+        ei = np.asarray(sample.edge_index, dtype=np.int64)
+        ea = np.asarray(sample.edge_features, dtype=np.float32)
+        u = np.asarray(sample.global_features, dtype=np.float32).reshape(-1)
+        if x.ndim != 2:
+            raise PluginError(f"node_features must be 2-D (num_nodes, node_dim), got {x.shape}")
+        if ei.size == 0:
+            ei = ei.reshape(2, 0)
+        if ei.ndim != 2 or ei.shape[0] != 2:
+            raise PluginError(f"edge_index must have shape (2, num_edges), got {ei.shape}")
+        if ea.ndim != 2 or ea.shape[0] != ei.shape[1]:
+            raise PluginError(
+                f"edge_features must have shape (num_edges={ei.shape[1]}, edge_dim), got {ea.shape}"
+            )
+        baseline = sample.baseline
+        if baseline is not None and not isinstance(baseline, Mapping):
+            raise PluginError(f"baseline must be a mapping of property -> value, got {baseline!r}")
+        out.append(GraphSample(x, ei, ea, u, dict(baseline) if baseline is not None else None))
+    if not out:
+        return out
+    n_nodes = np.array([g.node_features.shape[0] for g in out])
+    n_edges = np.array([g.edge_index.shape[1] for g in out])
+    if n_edges.sum():
+        ei_all = np.concatenate([g.edge_index for g in out], axis=1)
+        limit = np.repeat(n_nodes, n_edges)
+        bad = (ei_all < 0) | (ei_all >= limit)
+        if bad.any():
+            edge = int(np.flatnonzero(bad.any(axis=0))[0])
+            graph = int(np.searchsorted(np.cumsum(n_edges), edge, side="right"))
+            raise PluginError(
+                f"graph {graph}: edge_index refers to nodes outside 0..{n_nodes[graph] - 1}"
+            )
+    for name, attr in (
+        ("node", "node_features"),
+        ("edge", "edge_features"),
+        ("global", "global_features"),
+    ):
+        flat = np.concatenate([getattr(g, attr).ravel() for g in out])
+        if not np.isfinite(flat).all():
+            graph = next(k for k, g in enumerate(out) if not np.isfinite(getattr(g, attr)).all())
+            raise PluginError(f"graph {graph}: {name} features contain NaN or inf")
+    return out
 
 
 def _variance(raw: torch.Tensor) -> torch.Tensor:
@@ -133,9 +158,10 @@ class _GraphCache:
                 raise PluginError(
                     f"graph encoder returned {len(encoded)} graphs for {len(missing)} candidates"
                 )
+            checked_all = _checked_many(encoded)
             with self._lock:
-                for i, sample in zip(missing, encoded, strict=True):
-                    out[i] = checked = _checked(sample)
+                for i, checked in zip(missing, checked_all, strict=True):
+                    out[i] = checked
                     if candidates[i].id:
                         self._items[(key, candidates[i].id)] = checked
                 while len(self._items) > self.max_items:

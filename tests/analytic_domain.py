@@ -87,7 +87,12 @@ class AnalyticGroundTruth(GroundTruth):
         return float(truth(job)[0])
 
     def parse(self, raw: float, candidate: Candidate) -> Verdict:
-        return Verdict(passed=raw > PASS_LEVEL, properties={"y": raw})
+        # the margin is an extra observable: recorded, neither predicted nor certified
+        return Verdict(
+            passed=raw > PASS_LEVEL,
+            properties={"y": raw},
+            measurements={"margin": raw - PASS_LEVEL},
+        )
 
 
 class AnalyticDomain(Domain):
@@ -158,6 +163,9 @@ class HostileGroundTruth(AnalyticGroundTruth):
             return Verdict(passed=True, properties={"y": float("nan")})
         if mode == "missing":
             return Verdict(passed=True, properties={})
+        if mode == "bad_measurement":
+            y = float(truth(candidate.payload["x"])[0])
+            return Verdict(passed=True, properties={"y": y}, measurements={"margin": "big"})  # type: ignore[dict-item]
         return super().verify(candidate, workdir)
 
 
@@ -174,6 +182,7 @@ class HostileDomain(AnalyticDomain):
         "garbage",
         "nan",
         "missing",
+        "bad_measurement",
     )
 
     def generate(

@@ -17,7 +17,13 @@ from foundry.domains.circuits.graph import (
     graph_arrays,
     to_graph,
 )
-from foundry.domains.circuits.ground_truth import AcResponse, CircuitsGroundTruth, judge
+from foundry.domains.circuits.ground_truth import (
+    AcResponse,
+    CircuitsGroundTruth,
+    band_measurements,
+    judge,
+    operating_point_measurements,
+)
 from foundry.domains.circuits.measure import measure_response
 from foundry.domains.circuits.netlist import TOPOLOGIES, to_netlist
 from foundry.domains.circuits.templates import E24, snap
@@ -225,6 +231,30 @@ def test_parse_judges_the_spec_and_keeps_measurements() -> None:
     assert not flat.passed and set(flat.properties) == {"gain_db"}
     for verdict in (v, v_off, v_low, dead, flat):
         verdict.validate(DOMAIN.properties)
+
+
+def test_band_and_operating_point_measurements() -> None:
+    f = _freqs(1.0, 1e7)
+    s = 1j * f
+    # second-order band-pass, f0 = 10 kHz, Q = 5: edges f0 (sqrt(1 + 1/4Q^2) -+ 1/2Q)
+    f0, q = 1e4, 5.0
+    bp = (s / (q * f0)) / (1 + s / (q * f0) + (s / f0) ** 2)
+    m = band_measurements(AcResponse(frequency_hz=f, h=bp), "bandpass")
+    root = math.sqrt(1 + 1 / (4 * q * q))
+    assert m["f_low_hz"] == pytest.approx(f0 * (root - 1 / (2 * q)), rel=0.005)
+    assert m["f_high_hz"] == pytest.approx(f0 * (root + 1 / (2 * q)), rel=0.005)
+    assert m["bandwidth_hz"] == pytest.approx(f0 / q, rel=0.01)
+    dc_coupled = band_measurements(AcResponse(frequency_hz=f, h=10 / (1 + s / 1e5)), "amplifier")
+    assert "f_low_hz" not in dc_coupled
+    assert dc_coupled["bandwidth_hz"] == dc_coupled["f_high_hz"] == pytest.approx(1e5, rel=0.01)
+    assert band_measurements(AcResponse(frequency_hz=f, h=1 / (1 + s)), "lowpass") == {}
+
+    op = {"@q1[ic]": 1.5e-3, "@q1[ib]": 6e-6, "c": 6.0, "b": 1.9, "e": 1.25}
+    got = operating_point_measurements((("q1", "c", "b", "e"), ("q2", "c", "b", "0")), op)
+    assert got == pytest.approx(
+        {"q1_ic_ma": 1.5, "q1_ib_ua": 6.0, "q1_vce_v": 4.75, "q1_vbe_v": 0.65}
+    )  # q2 is left out: ngspice reported no currents for it
+    assert operating_point_measurements((("q1", "c", "b", "missing"),), op) == {}
 
 
 def test_judge_open_bounds() -> None:

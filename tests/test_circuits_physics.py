@@ -122,6 +122,10 @@ def test_rlc_bandpass_centre_and_q(gt: CircuitsGroundTruth, rs: float, r1: float
     edges = bandwidth_hz(raw.frequency_hz, raw.h)
     assert edges is not None
     assert f0 / (edges[1] - edges[0]) == pytest.approx(q, rel=0.01)
+    # the verdict records the same band: bandwidth = f0 / Q = (Rs + R1) / (2 pi L)
+    m = v.measurements
+    assert (m["f_low_hz"], m["f_high_hz"]) == pytest.approx(edges, rel=1e-12)
+    assert m["bandwidth_hz"] == pytest.approx((rs + r1) / (TWO_PI * l_h), rel=0.01)
 
 
 def _ce_payload(re1: float, re2: float, rc: float = 4.7e3, rl: float = 10e3) -> dict[str, Any]:
@@ -168,6 +172,9 @@ def test_common_emitter_midband_gain_vs_small_signal(gt: CircuitsGroundTruth, re
     ic = (volt("vcc") - volt("c")) / rc
     vce = volt("c") - volt("e")
     assert 0.5e-3 < ic < 2e-3 and vce > 1.0  # forward-active, as designed
+    # the verdict's recorded operating point is the transistor's own, read in the same run
+    assert v.measurements["q1_ic_ma"] == pytest.approx(1e3 * ic, rel=1e-6)
+    assert v.measurements["q1_vce_v"] == pytest.approx(vce, rel=1e-6)
     re_ohm = NF_2N2222A * VT_VOLT / ic
     ro = (VAF_2N2222A_VOLT + vce) / ic
     r_out = ro * (1 + re1 / re_ohm)
@@ -181,6 +188,32 @@ def test_common_emitter_midband_gain_vs_small_signal(gt: CircuitsGroundTruth, re
     )
     assert measured == pytest.approx(refined_db, abs=20 * math.log10(1.03))
     assert measured == pytest.approx(textbook_db, abs=20 * math.log10(1.10))
+
+
+@pytest.mark.parametrize(
+    ("rb1", "rb2", "re"), [(47e3, 10e3, 1e3), (22e3, 4.7e3, 1e3), (100e3, 22e3, 2.2e3)]
+)
+def test_common_emitter_operating_point_obeys_kirchhoff_and_the_bias_formula(
+    gt: CircuitsGroundTruth, rb1: float, rb2: float, re: float
+) -> None:
+    """Base loop (KVL with KCL at the emitter): V_th = Ib R_th + V_BE + (Ic + Ib) Re, with the
+    divider's Thevenin V_th, R_th; to 0.1 %. The textbook stiff-divider estimate
+    Ic ~ (V_th - 0.65 V) / Re holds within 10 %. Forward-active: V_CE > 0.3 V."""
+    vcc, rc = 12.0, 4.7e3
+    payload = _ce_payload(re / 2, re / 2, rc)
+    for comp in payload["components"]:
+        if comp["name"] == "RB1":
+            comp["r_ohm"] = rb1
+        if comp["name"] == "RB2":
+            comp["r_ohm"] = rb2
+    v = gt.verify(Candidate(payload=payload), "/tmp")
+    m = v.measurements
+    ic, ib, vbe = m["q1_ic_ma"] * 1e-3, m["q1_ib_ua"] * 1e-6, m["q1_vbe_v"]
+    v_th, r_th = vcc * rb2 / (rb1 + rb2), rb1 * rb2 / (rb1 + rb2)
+    assert ib * r_th + vbe + (ic + ib) * re == pytest.approx(v_th, rel=1e-3)
+    assert ic == pytest.approx((v_th - 0.65) / re, rel=0.10)
+    assert 0.3 < m["q1_vce_v"] < vcc and 0.55 < vbe < 0.8
+    assert 50 < ic / ib < 500  # a 2N2222A's forward beta at milliamps
 
 
 @pytest.mark.parametrize(("r_in", "r_f"), [(10e3, 100e3), (1e3, 47e3)])
@@ -204,6 +237,9 @@ def test_opamp_inverting_gain_and_corner(gt: CircuitsGroundTruth, r_in: float, r
     # single-pole closed loop: corner = GBW / noise gain, GBW 1.5 MHz typical; the macro-model
     # has extra poles (they matter at low noise gain), so 15 % and noise gain >= 11 here
     assert v.properties["fc_hz"] == pytest.approx(1.5e6 / (1 + r_f / r_in), rel=0.15)
+    # DC-coupled: no lower band edge, so the band runs from DC to the corner
+    assert "f_low_hz" not in v.measurements
+    assert v.measurements["bandwidth_hz"] == v.properties["fc_hz"]
 
 
 def test_reservoir_circuits_meet_their_textbook_specs(gt: CircuitsGroundTruth) -> None:

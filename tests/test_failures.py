@@ -24,9 +24,9 @@ def _cfg(tmp_path, **kw):
         progress=False,
         surrogate=False,
         gt_timeout_s=2.0,
-        budget={"max_candidates": 16},
-        batch_size=16,
-        chunk_size=16,
+        budget={"max_candidates": 2 * len(HostileDomain.modes)},
+        batch_size=32,
+        chunk_size=32,
     )
     base.update(kw)
     return RunConfig(**base)
@@ -39,7 +39,7 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
     rows = db.execute(
         "SELECT payload, decision, failure_kind, error, attempts FROM examples ORDER BY seq"
     ).fetchall()
-    assert len(rows) == 16 and stats.pending == 0
+    assert len(rows) == 2 * len(HostileDomain.modes) and stats.pending == 0
     by_mode: dict[str, list] = {}
     for payload, decision, kind, error, attempts in rows:
         by_mode.setdefault(json.loads(payload)["mode"], []).append(
@@ -55,6 +55,7 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
         "garbage": ("plugin_error", "not a Verdict"),
         "nan": ("plugin_error", "not finite"),
         "missing": ("plugin_error", "lacks properties"),
+        "bad_measurement": ("plugin_error", "measurement 'margin' is str"),
     }
     for mode, (kind, fragment) in expectations.items():
         for decision, got_kind, error, attempts in by_mode[mode]:
@@ -63,7 +64,7 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
             assert fragment in error, (mode, error)
             # crashed / non-converged items are retried once; timeouts and plugin errors are not
             assert attempts == (2 if kind in {"crash", "simulation_failed"} else 1), mode
-    assert stats.failed == 14 and stats.accepted + stats.rejected == 2
+    assert stats.failed == 2 * len(expectations) and stats.accepted + stats.rejected == 2
 
 
 def test_timeouts_do_not_stall_the_rest_of_the_chunk():

@@ -82,6 +82,7 @@ def test_ground_truth_rows_carry_full_provenance(certified_run):
         x = json.loads(r["payload"])["x"]
         assert props["y"] == pytest.approx(float(truth(np.array(x))[0]))
         assert r["gt_passed"] == int(props["y"] > PASS_LEVEL)
+        assert json.loads(r["gt_measurements"])["margin"] == pytest.approx(props["y"] - PASS_LEVEL)
         assert (r["decision"] == "accepted") == bool(r["gt_passed"])
 
 

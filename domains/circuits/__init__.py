@@ -21,7 +21,7 @@ from foundry.schema import PayloadValidator
 from .ground_truth import CircuitsGroundTruth
 from .netlist import KIND_NAMES, PAYLOAD_SCHEMA, TOPOLOGIES, component_value, structural_problem
 from .reservoir import reservoir_candidates
-from .templates import STEERING_DEFAULTS, generate_payload
+from .templates import STEERING_DEFAULTS, generate_payloads
 
 __all__ = ["CircuitsDomain", "CircuitsGroundTruth"]
 
@@ -48,7 +48,7 @@ class CircuitsDomain(Domain):
     def generate(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
     ) -> list[Candidate]:
-        return [Candidate(payload=generate_payload(rng, steering)) for _ in range(n)]
+        return [Candidate(payload=p) for p in generate_payloads(n, rng, steering)]
 
     def check(self, candidate: Candidate) -> str | None:
         payload = candidate.payload

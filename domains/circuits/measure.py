@@ -136,12 +136,19 @@ def measure_response(frequency_hz: np.ndarray, h: np.ndarray, response: str) -> 
     return measure_responses(f[None, :], hh[None, :], response)[0]
 
 
-def bandwidth_hz(frequency_hz: np.ndarray, h: np.ndarray) -> tuple[float, float] | None:
-    """Lower and upper -3 dB frequencies around the peak (for Q = f0 / bandwidth)."""
+def band_edges_hz(frequency_hz: np.ndarray, h: np.ndarray) -> tuple[float | None, float | None]:
+    """Lower and upper -3 dB frequencies around the peak of one response; ``None`` for an edge
+    the response does not reach inside the sweep (a DC-coupled stage has no lower edge)."""
     f = np.atleast_2d(np.asarray(frequency_hz, dtype=float).real)
     db = 20.0 * np.log10(np.maximum(np.abs(np.atleast_2d(np.asarray(h))), 1e-300))
     peak = np.argmax(db, axis=1)
     level = db[0, peak] + CORNER_DB
-    lo = _walk(np.log10(f), db, level, peak, -1)[0]
-    hi = _walk(np.log10(f), db, level, peak, +1)[0]
-    return None if not (math.isfinite(lo) and math.isfinite(hi)) else (float(lo), float(hi))
+    lo = float(_walk(np.log10(f), db, level, peak, -1)[0])
+    hi = float(_walk(np.log10(f), db, level, peak, +1)[0])
+    return (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None)
+
+
+def bandwidth_hz(frequency_hz: np.ndarray, h: np.ndarray) -> tuple[float, float] | None:
+    """Both -3 dB edges around the peak (for Q = f0 / bandwidth), or None if one is missing."""
+    lo, hi = band_edges_hz(frequency_hz, h)
+    return None if lo is None or hi is None else (lo, hi)

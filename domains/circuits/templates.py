@@ -384,26 +384,64 @@ def steering_value(steering: Mapping[str, float], key: str) -> float:
     return float(steering.get(key, STEERING_DEFAULTS[key]))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The steering knobs resolved once per batch (they do not change within one)."""
+
+    topology_cdf: np.ndarray
+    fc_ranges_log10: dict[str, tuple[float, float]]
+    tolerance: float
+    fc_tol: float
+    gain_tol: float
+    marginal_fraction: float
+
+    @classmethod
+    def of(cls, steering: Mapping[str, float]) -> _Plan:
+        weights = np.array([max(steering_value(steering, f"weight_{t}"), 0.0) for t in TOPOLOGIES])
+        if weights.sum() <= 0:
+            raise ValueError("all topology weights are zero")
+        cdf = np.cumsum(weights / weights.sum())
+        lo = steering_value(steering, "log10_fc_min_hz")
+        hi = steering_value(steering, "log10_fc_max_hz")
+        ranges = {}
+        for topology in TOPOLOGIES:
+            t_lo, t_hi = FC_LIMITS_LOG10[topology]
+            a, b = min(max(lo, t_lo), t_hi), max(min(hi, t_hi), t_lo)
+            ranges[topology] = (b, a) if b < a else (a, b)
+        return cls(
+            topology_cdf=cdf / cdf[-1],
+            fc_ranges_log10=ranges,
+            tolerance=max(steering_value(steering, "component_tolerance"), 0.0),
+            fc_tol=max(steering_value(steering, "spec_fc_tol_rel"), 1e-3),
+            gain_tol=max(steering_value(steering, "spec_gain_tol_db"), 1e-3),
+            marginal_fraction=steering_value(steering, "marginal_fraction"),
+        )
+
+
+def generate_payloads(
+    n: int, rng: np.random.Generator, steering: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """``n`` candidate payloads; the same as ``n`` calls of :func:`generate_payload`."""
+    plan = _Plan.of(steering)
+    return [_payload(rng, plan) for _ in range(n)]
+
+
 def generate_payload(rng: np.random.Generator, steering: Mapping[str, float]) -> dict[str, Any]:
     """One candidate payload. Consumes ``rng`` in a fixed order (deterministic)."""
-    weights = np.array([max(steering_value(steering, f"weight_{t}"), 0.0) for t in TOPOLOGIES])
-    if weights.sum() <= 0:
-        raise ValueError("all topology weights are zero")
-    topology = TOPOLOGIES[int(rng.choice(len(TOPOLOGIES), p=weights / weights.sum()))]
-    lo = steering_value(steering, "log10_fc_min_hz")
-    hi = steering_value(steering, "log10_fc_max_hz")
-    t_lo, t_hi = FC_LIMITS_LOG10[topology]
-    lo, hi = min(max(lo, t_lo), t_hi), max(min(hi, t_hi), t_lo)
-    if hi < lo:
-        lo, hi = hi, lo
+    return _payload(rng, _Plan.of(steering))
+
+
+def _payload(rng: np.random.Generator, plan: _Plan) -> dict[str, Any]:
+    # the draw Generator.choice(p=...) makes, without its per-call argument checks
+    topology = TOPOLOGIES[int(plan.topology_cdf.searchsorted(rng.random(), side="right"))]
+    lo, hi = plan.fc_ranges_log10[topology]
     fc_hz = float(10.0 ** rng.uniform(lo, hi))
-    ctx = _Ctx(rng=rng, tolerance=max(steering_value(steering, "component_tolerance"), 0.0))
+    ctx = _Ctx(rng=rng, tolerance=plan.tolerance)
     design = TEMPLATES[topology](ctx, fc_hz)
 
-    fc_tol = max(steering_value(steering, "spec_fc_tol_rel"), 1e-3)
-    gain_tol = max(steering_value(steering, "spec_gain_tol_db"), 1e-3)
+    fc_tol, gain_tol = plan.fc_tol, plan.gain_tol
     target_fc, target_gain = design.target_fc_hz, design.target_gain_db
-    marginal = bool(rng.uniform() < steering_value(steering, "marginal_fraction"))
+    marginal = bool(rng.uniform() < plan.marginal_fraction)
     if marginal:
         # put the closed-form estimate on an edge of the frequency window
         side = 1.0 if rng.uniform() < 0.5 else -1.0
