@@ -32,8 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from scipy.special import erf
+from scipy.special import betaincinv, erf
 
 from foundry.contract import Predictions, PropertySpec, Verdict
 
@@ -49,7 +48,9 @@ def clopper_pearson_upper(errors: int, n: int, delta: float) -> float:
         return 1.0
     if errors >= n:
         return 1.0
-    return float(stats.beta.ppf(1.0 - delta, errors + 1, n - errors))
+    # the Beta(errors + 1, n - errors) quantile; betaincinv is that ppf without scipy.stats'
+    # per-call argument machinery (~50x faster; calibration evaluates it thousands of times)
+    return float(betaincinv(errors + 1, n - errors, 1.0 - delta))
 
 
 def min_audits(alpha: float, delta: float) -> int:

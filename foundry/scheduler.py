@@ -375,9 +375,11 @@ class Scheduler:
             self.ledger.set_meta("finished_at", time.time())
             self.ledger.set_meta("stats", self.stats.as_dict())
             self.monitor.flush(self.stats.generated)
-        if self._owns_executor:
-            self.executor.close()
-        self.ledger.close()
+        try:
+            if self._owns_executor:
+                self.executor.close()
+        finally:
+            self.ledger.close()  # commits what is pending, whatever happened above
         self._report(final=True)
 
     def _report(self, final: bool = False) -> None:
