@@ -15,6 +15,10 @@ from typing import Any
 
 from foundry.contract import Candidate
 
+from .templates import _cap as _c
+from .templates import _ind as _l
+from .templates import _res as _r
+from .templates import _vdc as _v
 from .templates import rlc_lowpass_corner_ratio
 
 _SDIST = "PySpice 1.5 sdist, "
@@ -22,22 +26,6 @@ _SDIST = "PySpice 1.5 sdist, "
 LMV981_DATASHEET_GBW_HZ = 1.5e6
 GAIN_TOL_DB = 1.0
 FC_TOL_REL = 0.10
-
-
-def _r(name: str, a: str, b: str, v: float) -> dict[str, Any]:
-    return {"name": name, "kind": "resistor", "nodes": [a, b], "r_ohm": v}
-
-
-def _c(name: str, a: str, b: str, v: float) -> dict[str, Any]:
-    return {"name": name, "kind": "capacitor", "nodes": [a, b], "c_farad": v}
-
-
-def _l(name: str, a: str, b: str, v: float) -> dict[str, Any]:
-    return {"name": name, "kind": "inductor", "nodes": [a, b], "l_henry": v}
-
-
-def _v(name: str, plus: str, minus: str, v: float) -> dict[str, Any]:
-    return {"name": name, "kind": "dc_voltage", "nodes": [plus, minus], "v_volt": v}
 
 
 def _payload(
