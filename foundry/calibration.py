@@ -130,6 +130,34 @@ def certify(
     return best
 
 
+def first_test(
+    risks: np.ndarray, *, alpha: float, delta: float, grid: np.ndarray = RISK_GRID
+) -> tuple[int, int] | None:
+    """What the first test of :func:`certify` will need, decided from the risks alone.
+
+    Returns ``(n, k_max)``: the scan's first tested set is the ``n`` audits of lowest risk, and
+    :func:`certify` certifies something iff at most ``k_max`` of them are errors (``k_max`` is
+    -1 when even zero errors would not do). ``None`` when no grid threshold has enough audits.
+    Label-free: the scheduler uses it to see whether a calibration can succeed before spending
+    confidence on one.
+    """
+    risks = np.asarray(risks, dtype=float)
+    sorted_risks = np.sort(risks[np.isfinite(risks)])
+    counts = np.searchsorted(sorted_risks, grid, side="right")
+    reachable = np.nonzero(counts >= min_audits(alpha, delta))[0]
+    if len(reachable) == 0:
+        return None
+    n = int(counts[reachable[0]])
+    lo, hi = -1, n  # invariant: bound(lo) <= alpha (or lo == -1), bound(hi) > alpha
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if clopper_pearson_upper(mid, n, delta) <= alpha:
+            lo = mid
+        else:
+            hi = mid
+    return n, lo
+
+
 # -- from predictions to risks, from verdicts to errors ---------------------------------------
 
 

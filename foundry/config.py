@@ -74,7 +74,13 @@ class RunConfig(BaseModel):
     n_workers: int | None = Field(None, ge=1)
     isolation: Literal["process", "none"] = "process"
     batch_size: int = Field(512, ge=1)
-    chunk_size: int = Field(32, ge=1, description="candidates per ground-truth task")
+    chunk_size: int = Field(32, ge=1, description="candidates per ground-truth task (minimum)")
+    chunk_target_s: float = Field(
+        0.05,
+        ge=0,
+        description="on Dask, grow the tasks of fast verifiers to about this many worker "
+        "seconds each (0: always chunk_size)",
+    )
     gt_timeout_s: float = Field(60.0, gt=0)
     gt_max_attempts: int = Field(2, ge=1, description="tries for crashed/non-converged items")
     memory_limit_mb: int | None = Field(None, ge=64)

@@ -23,6 +23,8 @@ from foundry.verifier_host import GTResult, InProcessHost, VerifierHost
 Isolation = Literal["process", "none"]
 #: Seconds between refreshes of a Dask cluster's worker count.
 WORKER_COUNT_REFRESH_S = 2.0
+#: Seconds between looks for finished chunks while the loop has nothing else to do.
+COLLECT_POLL_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ChunkOutcome:
     results: list[GTResult] = field(default_factory=list)
     #: set when the chunk as a whole failed (worker lost, SetupError): every item is unresolved
     error: BaseException | None = None
+    #: seconds the worker spent on the chunk: the verifier plus its hosting (pipes, pickling)
+    busy_s: float = 0.0
 
 
 _HOSTS: dict[tuple[Any, ...], InProcessHost | VerifierHost] = {}
@@ -65,8 +69,15 @@ def _host_for(job: ChunkJob) -> InProcessHost | VerifierHost:
 
 
 def run_chunk(job: ChunkJob) -> list[GTResult]:
-    """Worker-side entry point: verify a chunk with this process's warm host."""
+    """Verify a chunk with this process's warm host."""
     return _host_for(job).verify_many(job.items, job.timeout_s)
+
+
+def run_chunk_timed(job: ChunkJob) -> tuple[list[GTResult], float]:
+    """Worker-side entry point: :func:`run_chunk` and the seconds it took."""
+    started = time.perf_counter()
+    results = run_chunk(job)
+    return results, time.perf_counter() - started
 
 
 def close_hosts() -> None:
@@ -84,6 +95,9 @@ class Executor(Protocol):
 
     #: chunks to keep in flight so that every worker stays busy
     slots: int
+    #: True when a chunk crosses processes: each one then costs milliseconds of scheduling and
+    #: transfer, and the scheduler grows the chunks of fast verifiers to amortise that
+    remote: bool
 
     def submit(self, job: ChunkJob) -> None: ...
 
@@ -100,13 +114,15 @@ class InlineExecutor:
     """Runs each chunk at submission, in this process. Deterministic: the choice for tests."""
 
     slots = 1
+    remote = False
 
     def __init__(self) -> None:
         self._done: list[ChunkOutcome] = []
 
     def submit(self, job: ChunkJob) -> None:
         try:
-            self._done.append(ChunkOutcome(job, run_chunk(job)))
+            results, busy_s = run_chunk_timed(job)
+            self._done.append(ChunkOutcome(job, results, busy_s=busy_s))
         except Exception as exc:
             self._done.append(ChunkOutcome(job, error=exc))
 
@@ -161,12 +177,15 @@ class DaskExecutor:
             self.client = Client(cluster)
             self._owned_client = True
         self.chunks_per_worker = chunks_per_worker
+        self.remote = True
         self._workers = 1
         self._workers_checked_at = -math.inf
         self._futures: dict[Any, ChunkJob] = {}
         from distributed import as_completed
 
-        self._as_completed = as_completed()
+        # with_results: the client's event loop fetches each finished chunk in the background,
+        # instead of a blocking round trip to the worker per chunk in the coordinator's loop
+        self._as_completed = as_completed(with_results=True, raise_errors=False)
 
     @property
     def slots(self) -> int:  # type: ignore[override]
@@ -181,27 +200,31 @@ class DaskExecutor:
         return self._workers * self.chunks_per_worker
 
     def submit(self, job: ChunkJob) -> None:
-        future = self.client.submit(run_chunk, job, pure=False)
+        future = self.client.submit(run_chunk_timed, job, pure=False)
         self._futures[future] = job
         self._as_completed.add(future)
 
     def collect(self, timeout_s: float) -> list[ChunkOutcome]:
         if not self._futures:
             return []
-        done: list[ChunkOutcome] = []
         batch = self._as_completed.next_batch(block=False)
-        if not batch:
-            with contextlib.suppress(Exception):
-                from distributed import wait
-
-                wait(list(self._futures), timeout=timeout_s, return_when="FIRST_COMPLETED")
+        deadline = time.monotonic() + timeout_s
+        while not batch and time.monotonic() < deadline:
+            time.sleep(min(COLLECT_POLL_S, max(deadline - time.monotonic(), 0.0)))
             batch = self._as_completed.next_batch(block=False)
-        for future in batch:
+        done: list[ChunkOutcome] = []
+        for future, result in batch:
             job = self._futures.pop(future)
-            try:
-                done.append(ChunkOutcome(job, future.result()))
-            except Exception as exc:
-                done.append(ChunkOutcome(job, error=exc))
+            if future.status == "finished":
+                results, busy_s = result
+                done.append(ChunkOutcome(job, results, busy_s=busy_s))
+            elif isinstance(result, BaseException):  # cancelled
+                done.append(ChunkOutcome(job, error=result))
+            else:  # (type, exception, traceback) of a task that raised or a lost worker
+                error = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+                if not isinstance(error, BaseException):
+                    error = RuntimeError(f"chunk ended with status {future.status}: {error!r}")
+                done.append(ChunkOutcome(job, error=error))
         return done
 
     def in_flight(self) -> int:

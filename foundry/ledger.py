@@ -7,6 +7,7 @@ calibrations get their own tables; each example row points at the ones that deci
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import sqlite3
@@ -65,58 +66,6 @@ DECISIONS = ("accepted", "rejected", "pending", "failed", "invalid")
 
 
 @dataclass
-class ExampleRow:
-    """One ledger row (see EXAMPLE_COLUMNS); JSON-valued fields are stored as text."""
-
-    seq: int
-    content_id: str
-    domain: str
-    domain_version: str
-    payload: str
-    source: str
-    generation: int
-    parent_ids: str
-    generator_hash: str
-    rule_ok: int
-    rule_reason: str | None
-    surrogate_version: int | None
-    p_pass: float | None
-    predicted: str | None
-    uncertainty: str | None
-    accept_risk: float | None
-    reject_risk: float | None
-    audit: int
-    route: str
-    decision: str
-    decided_by: str | None
-    reason: str | None
-    calibration_version: int | None
-    bound: float | None
-    alpha: float | None
-    gt_passed: int | None = None
-    gt_properties: str | None = None
-    gt_reason: str | None = None
-    gt_measurements: str | None = None
-    simulator: str | None = None
-    simulator_version: str | None = None
-    walltime_s: float | None = None
-    worker_host: str | None = None
-    failure_kind: str | None = None
-    error: str | None = None
-    attempts: int = 0
-    created_at: float = 0.0
-    decided_at: float | None = None
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return _ROW_VALUES(self)
-
-
-assert tuple(f.name for f in fields(ExampleRow)) == COLUMN_NAMES
-#: ExampleRow -> its column values in COLUMN_NAMES order, in one C call (once per ledger row)
-_ROW_VALUES = operator.attrgetter(*COLUMN_NAMES)
-
-
-@dataclass
 class GroundTruthUpdate:
     """What the coordinator writes back when a ground-truth result arrives."""
 
@@ -138,6 +87,11 @@ class GroundTruthUpdate:
     decided_at: float
 
 
+_UPDATE_FIELDS = tuple(f.name for f in fields(GroundTruthUpdate) if f.name != "seq")
+_UPDATE_VALUES = operator.attrgetter(*_UPDATE_FIELDS)
+
+#: Most rows written by one multi-row statement (see Ledger._write_many).
+ROWS_PER_STATEMENT = 500
 #: SQLite page cache of the writer (KiB).
 LEDGER_CACHE_KB = 65_536
 #: Built when the writer closes, not maintained row by row: content ids are random keys, and
@@ -172,6 +126,9 @@ class Ledger:
             self.db.execute(f"PRAGMA cache_size=-{LEDGER_CACHE_KB}")
             self._create()
         self._committed_at = time.monotonic()
+        # bound parameters per statement (SQLite >= 3.32 allows 32,766; older builds 999)
+        self._max_variables = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._update_from = sqlite3.sqlite_version_info >= (3, 33)  # UPDATE ... FROM
         self.db.row_factory = sqlite3.Row
 
     def _create(self) -> None:
@@ -209,26 +166,65 @@ class Ledger:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM examples").fetchone()
         return int(row[0]) + 1
 
-    def insert_examples(self, rows: Sequence[ExampleRow]) -> None:
-        if not rows:
-            return
-        marks = ",".join("?" * len(COLUMN_NAMES))
-        self.db.executemany(
-            f"INSERT INTO examples ({','.join(COLUMN_NAMES)}) VALUES ({marks})",
-            [row.as_tuple() for row in rows],
-        )
+    def insert_examples(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows that hold values for ``columns``, in that order; other columns are NULL.
+
+        Callers name only the columns a kind of row fills: sqlite3 binds a ``None`` several
+        times slower than a number or a string, and most columns of a new row are empty.
+        """
+        columns = tuple(columns)
+        unknown = [c for c in columns if c not in COLUMN_NAMES]
+        if unknown:
+            raise ValueError(f"unknown ledger columns {unknown}")
+        head = f"INSERT INTO examples ({','.join(columns)}) VALUES "
+        self._write_many(head, "", len(columns), rows)
         self._commit_soon()
 
     def update_ground_truth(self, updates: Sequence[GroundTruthUpdate]) -> None:
+        """Write ground-truth results into their pending rows. Fields that are ``None`` are not
+        written: a pending row's ground-truth columns are NULL already."""
         if not updates:
             return
-        names = [f.name for f in fields(GroundTruthUpdate) if f.name != "seq"]
-        assignments = ", ".join(f"{name} = ?" for name in names)
-        self.db.executemany(
-            f"UPDATE examples SET {assignments} WHERE seq = ?",
-            [(*tuple(getattr(u, n) for n in names), u.seq) for u in updates],
-        )
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for update in updates:
+            values = _UPDATE_VALUES(update)
+            present = tuple(n for n, v in zip(_UPDATE_FIELDS, values, strict=True) if v is not None)
+            row = (update.seq, *(v for v in values if v is not None))
+            groups.setdefault(present, []).append(row)
+        for present, rows in groups.items():
+            if self._update_from:
+                # v.column1 is the seq, v.column<k+2> the k-th present field
+                assignments = ", ".join(f"{n} = v.column{k + 2}" for k, n in enumerate(present))
+                head = f"UPDATE examples SET {assignments} FROM (VALUES "
+                tail = ") AS v WHERE examples.seq = v.column1"
+                self._write_many(head, tail, len(present) + 1, rows)
+            else:
+                assignments = ", ".join(f"{name} = ?" for name in present)
+                self.db.executemany(
+                    f"UPDATE examples SET {assignments} WHERE seq = ?",
+                    [(*row[1:], row[0]) for row in rows],
+                )
         self._commit_soon()
+
+    def _write_many(self, head: str, tail: str, width: int, rows: Iterable[Sequence[Any]]) -> None:
+        """Run ``head (?,..),(?,..),.. tail`` over ``rows``, many rows per statement.
+
+        Not ``executemany``: sqlite3 releases the GIL around every row it steps and must win it
+        back for the next, which takes up to the interpreter's switch interval (5 ms) whenever
+        another thread of this process is busy (Dask's event loop, surrogate training). One
+        statement per few hundred rows pays that once.
+        """
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        if set(map(len, rows)) != {width}:
+            raise ValueError(f"every row must hold {width} values")
+        per = max(1, min(ROWS_PER_STATEMENT, self._max_variables // width))
+        group = "(" + ",".join("?" * width) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            sql = head + ",".join([group] * len(chunk)) + tail
+            self.db.execute(sql, list(itertools.chain.from_iterable(chunk)))
 
     def add_surrogate(self, version: int, n_labels: int, fit_s: float, note: str = "") -> None:
         self.db.execute(

@@ -10,13 +10,13 @@ warning event in the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from foundry.contract import Candidate, Domain
-from foundry.ledger import ExampleRow, Ledger
+from foundry.ledger import Ledger
 
 
 def mean_pairwise_distance(x: np.ndarray, rng: np.random.Generator, max_points: int = 256) -> float:
@@ -78,11 +78,14 @@ class Monitor:
         mean = x.mean(axis=0)
         return Reference(mean, std, mean_pairwise_distance((x - mean) / std, self.rng), source)
 
-    def observe(self, rows: Sequence[ExampleRow], valid: Sequence[Candidate]) -> None:
-        self._seen += len(rows)
-        for row in rows:
-            self._decisions[row.decision] = self._decisions.get(row.decision, 0) + 1
-        self._count += len(rows)
+    def observe(self, decisions: Mapping[str, int], valid: Sequence[Candidate]) -> None:
+        """Account for a batch: how many of its rows got each decision, and its valid
+        candidates (featurised for the diversity and drift of the window)."""
+        n_rows = sum(decisions.values())
+        self._seen += n_rows
+        for decision, count in decisions.items():
+            self._decisions[decision] = self._decisions.get(decision, 0) + count
+        self._count += n_rows
         if valid:
             x = self._featurize(valid)
             if x is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import pickle
@@ -40,6 +41,7 @@ from foundry.calibration import (
     RouteCertificate,
     accept_error,
     certify,
+    first_test,
     min_audits,
     reject_error,
     risks_from_predictions,
@@ -59,7 +61,7 @@ from foundry.contract import (
     content_id_of_text,
 )
 from foundry.executors import ChunkJob, ChunkOutcome, DaskExecutor, Executor, InlineExecutor
-from foundry.ledger import ExampleRow, GroundTruthUpdate, Ledger
+from foundry.ledger import GroundTruthUpdate, Ledger
 from foundry.monitor import Monitor
 from foundry.schema import PayloadValidator
 from foundry.verifier_host import CRASH, SIMULATION_FAILED, GTResult
@@ -68,6 +70,8 @@ RETRYABLE = {SIMULATION_FAILED, CRASH}
 #: payload key of an input line that could not be read (kept in the ledger as invalid)
 INVALID_INPUT = "__invalid_input__"
 RECENT_SCORES = 4096
+#: Largest ground-truth task, however fast the verifier (bounds the work lost with a worker).
+MAX_CHUNK_SIZE = 4096
 #: Simulated calibrations behind the label-free plausibility check.
 PLAUSIBILITY_DRAWS = 16
 
@@ -133,6 +137,36 @@ class Scored:
 
 
 @dataclass
+class BatchScores:
+    """One version's opinions of a whole batch: arrays with one entry per candidate."""
+
+    version: int
+    accept_risk: np.ndarray
+    reject_risk: np.ndarray
+    p_pass: np.ndarray | None
+    values: dict[str, np.ndarray]
+    sigmas: dict[str, np.ndarray]
+
+    def item(self, i: int) -> Scored:
+        return Scored(
+            self.version,
+            float(self.accept_risk[i]),
+            float(self.reject_risk[i]),
+            float(self.p_pass[i]) if self.p_pass is not None else None,
+            {name: float(v[i]) for name, v in self.values.items()},
+        )
+
+
+@dataclass
+class _Fresh:
+    """The rule-valid candidates of a batch, with their ledger seq numbers and payload text."""
+
+    seqs: list[int]
+    candidates: list[Candidate]
+    texts: list[str]
+
+
+@dataclass
 class PendingItem:
     candidate: Candidate
     audit: bool
@@ -177,6 +211,48 @@ def _json_floats(values: Mapping[str, float]) -> str:
     return json.dumps(
         {k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
     )
+
+
+def _json_objects(columns: Mapping[str, np.ndarray]) -> list[str] | str:
+    """Per item, the JSON object ``{name: value}`` of float columns (null where not finite);
+    ``"{}"`` once when there are no columns."""
+    if not columns:
+        return "{}"
+    template = "{" + ",".join(f"{json.dumps(name)}:%s" for name in columns) + "}"
+    texts = []
+    for arr in columns.values():
+        values = arr.tolist()
+        if np.isfinite(arr).all():
+            texts.append(list(map(repr, values)))
+        else:
+            texts.append([repr(v) if math.isfinite(v) else "null" for v in values])
+    return [template % row for row in zip(*texts, strict=True)]
+
+
+def _finite_or_none(arr: np.ndarray) -> list[float | None] | None:
+    """Column values with None for non-finite entries; None when no entry is finite."""
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr.tolist()
+    if not finite.any():
+        return None
+    return [v if ok else None for v, ok in zip(arr.tolist(), finite.tolist(), strict=True)]
+
+
+def _prediction_columns(shown: BatchScores) -> dict[str, Any]:
+    """The ledger's surrogate columns for a batch, from the opinion shown with each row."""
+    columns: dict[str, Any] = {
+        "surrogate_version": shown.version,
+        "predicted": _json_objects(shown.values),
+        "uncertainty": _json_objects(shown.sigmas),
+    }
+    if shown.p_pass is not None:
+        columns["p_pass"] = _finite_or_none(shown.p_pass)
+    for name, arr in (("accept_risk", shown.accept_risk), ("reject_risk", shown.reject_risk)):
+        values = _finite_or_none(arr)
+        if values is not None:
+            columns[name] = values
+    return {k: v for k, v in columns.items() if v is not None}
 
 
 class Scheduler:
@@ -233,6 +309,7 @@ class Scheduler:
         self._fixed_band = config.policy == "fixed_band"
         self._schema = PayloadValidator(self.domain.payload_schema)
         self._audit_rate = 0.0 if self._fixed_band else config.audit_rate
+        self._item_busy_s: float | None = None
 
     # -- set-up -----------------------------------------------------------------------------
     def _make_executor(self) -> Executor:
@@ -330,7 +407,26 @@ class Scheduler:
     def _max_pending(self) -> int:
         if self.cfg.max_pending:
             return self.cfg.max_pending
-        return max(self.executor.slots * self.cfg.chunk_size * 4, self.cfg.batch_size)
+        return max(self.executor.slots * self._chunk_size() * 4, self.cfg.batch_size)
+
+    def _chunk_size(self) -> int:
+        """Items per ground-truth task: ``chunk_size``, grown on a remote executor until a
+        task keeps its worker busy for about ``chunk_target_s``. A task costs this process and
+        the Dask scheduler milliseconds; a verifier that needs microseconds per item would
+        otherwise be all task overhead. Slow verifiers keep ``chunk_size``."""
+        per_item_s = self._item_busy_s
+        if per_item_s is None or not self.executor.remote or self.cfg.chunk_target_s <= 0:
+            return self.cfg.chunk_size
+        grown = int(self.cfg.chunk_target_s / max(per_item_s, 1e-9))
+        return max(self.cfg.chunk_size, min(grown, MAX_CHUNK_SIZE))
+
+    def _observe_chunk(self, outcome: ChunkOutcome) -> None:
+        """Track worker seconds per item (moving average over chunks)."""
+        if outcome.error is not None or not outcome.job.items or outcome.busy_s <= 0:
+            return
+        per_item_s = outcome.busy_s / len(outcome.job.items)
+        previous = self._item_busy_s
+        self._item_busy_s = per_item_s if previous is None else 0.7 * previous + 0.3 * per_item_s
 
     def _backlog(self) -> int:
         return len(self.pending)
@@ -423,29 +519,40 @@ class Scheduler:
             return False
         self.stats.generated += len(batch)
         now = time.time()
-        rows: list[ExampleRow] = []
-        fresh: list[tuple[int, Candidate]] = []
+        invalid: list[tuple[int, Candidate, str, str]] = []
+        fresh = _Fresh([], [], [])
+        domain_name, seen = self.domain.name, self.seen
         for cand in batch:
             try:
-                payload_text = canonical_json(cand.payload)
+                text = canonical_json(cand.payload)
             except (TypeError, ValueError) as exc:
-                rows.append(self._invalid_row(cand, "{}", f"payload is not JSON: {exc}", now))
+                invalid.append((self._next_seq(), cand, "{}", f"payload is not JSON: {exc}"))
                 continue
-            cand.id = cand.id or content_id_of_text(self.domain.name, payload_text)
-            if cand.id in self.seen:
+            if not cand.id:
+                cand.id = content_id_of_text(domain_name, text)
+            if cand.id in seen:
                 self.stats.duplicates += 1
                 continue
-            self.seen.add(cand.id)
+            seen.add(cand.id)
             reason = self._check(cand)
             if reason is not None:
-                rows.append(self._invalid_row(cand, payload_text, reason, now))
+                invalid.append((self._next_seq(), cand, text, reason))
                 continue
-            fresh.append((len(rows), cand))
-            rows.append(self._base_row(cand, payload_text, now))
-        self._screen_and_route(fresh, rows)
-        self.ledger.insert_examples(rows)
-        self.monitor.observe(rows, [c for _, c in fresh])
+            fresh.seqs.append(self._next_seq())
+            fresh.candidates.append(cand)
+            fresh.texts.append(text)
+        decisions = {"invalid": len(invalid)} if invalid else {}
+        if invalid:
+            self._insert_invalid(invalid, now)
+        if fresh.candidates:
+            decisions.update(self._screen_and_route(fresh, now))
+        self.monitor.observe(decisions, fresh.candidates)
         return True
+
+    def _next_seq(self) -> int:
+        seq = self.seq
+        self.seq += 1
+        return seq
 
     def _check(self, cand: Candidate) -> str | None:
         if cand.source not in SOURCES:
@@ -463,54 +570,53 @@ class Scheduler:
             return f"rule check returned {reason!r} instead of None or a reason"
         return reason
 
-    def _base_row(self, cand: Candidate, payload_text: str, now: float) -> ExampleRow:
-        row = ExampleRow(
-            seq=self.seq,
-            content_id=cand.id,
-            domain=self.domain.name,
-            domain_version=self.domain.version,
-            payload=payload_text,
-            source=cand.source,
-            generation=int(cand.generation),
-            parent_ids=json.dumps(list(cand.parent_ids)),
-            generator_hash=self._generator_hash if self.external is None else "external",
-            rule_ok=1,
-            rule_reason=None,
-            surrogate_version=None,
-            p_pass=None,
-            predicted=None,
-            uncertainty=None,
-            accept_risk=None,
-            reject_risk=None,
-            audit=0,
-            route="",
-            decision="pending",
-            decided_by=None,
-            reason=None,
-            calibration_version=None,
-            bound=None,
-            alpha=None,
-            created_at=now,
+    def _provenance_columns(self, cands: Sequence[Candidate]) -> dict[str, Sequence[Any]]:
+        """Columns every example row carries, one entry per candidate."""
+        return {
+            "content_id": [c.id for c in cands],
+            "source": [c.source for c in cands],
+            "generation": [int(c.generation) for c in cands],
+            "parent_ids": [json.dumps(list(c.parent_ids)) if c.parent_ids else "[]" for c in cands],
+        }
+
+    def _constant_columns(self, now: float) -> dict[str, Any]:
+        return {
+            "domain": self.domain.name,
+            "domain_version": self.domain.version,
+            "generator_hash": self._generator_hash if self.external is None else "external",
+            "created_at": now,
+        }
+
+    def _insert_invalid(self, invalid: list[tuple[int, Candidate, str, str]], now: float) -> None:
+        for _, cand, text, _ in invalid:
+            cand.id = cand.id or content_id_of_text(self.domain.name, text)
+        reasons = [reason for *_, reason in invalid]
+        self.stats.invalid += len(invalid)
+        self._insert_rows(
+            len(invalid),
+            {
+                "seq": [seq for seq, *_ in invalid],
+                "payload": [text for _, _, text, _ in invalid],
+                **self._provenance_columns([cand for _, cand, _, _ in invalid]),
+                "rule_ok": 0,
+                "rule_reason": reasons,
+                "audit": 0,
+                "route": "rule",
+                "decision": "invalid",
+                "decided_by": "rule",
+                "reason": reasons,
+                "decided_at": now,
+            },
+            now,
         )
-        self.seq += 1
-        return row
 
-    def _invalid_row(
-        self, cand: Candidate, payload_text: str, reason: str, now: float
-    ) -> ExampleRow:
-        cand.id = cand.id or hashlib.blake2b(payload_text.encode(), digest_size=16).hexdigest()
-        row = self._base_row(cand, payload_text, now)
-        row.rule_ok = 0
-        row.rule_reason = reason
-        row.route = "rule"
-        row.decision = "invalid"
-        row.decided_by = "rule"
-        row.reason = reason
-        row.decided_at = now
-        self.stats.invalid += 1
-        return row
+    def _insert_rows(self, n: int, columns: dict[str, Any], now: float) -> None:
+        """One executemany for ``n`` rows: lists are per-row values, anything else a constant."""
+        columns = {**self._constant_columns(now), **columns}
+        values = [v if isinstance(v, list) else itertools.repeat(v, n) for v in columns.values()]
+        self.ledger.insert_examples(tuple(columns), zip(*values, strict=True))
 
-    def _score(self, slot: SurrogateSlot, cands: list[Candidate]) -> list[Scored] | None:
+    def _score(self, slot: SurrogateSlot, cands: list[Candidate]) -> BatchScores | None:
         """One version's opinions; None when the surrogate raised or returned garbage."""
         try:
             pred = slot.model.predict(cands)
@@ -521,103 +627,130 @@ class Scheduler:
             self.ledger.event("error", "surrogate", f"v{slot.version}: {type(exc).__name__}: {exc}")
             return None
         accept, reject = risks_from_predictions(pred, self.specs, self.domain.has_pass_fail)
-        out = []
-        for i in range(len(cands)):
-            values = {s.name: float(pred.values[s.name][i]) for s in self.specs}
-            p = float(pred.p_pass[i]) if pred.p_pass is not None else None
-            out.append(Scored(slot.version, float(accept[i]), float(reject[i]), p, values))
-            slot.recent.append((float(accept[i]), float(reject[i])))
-        return out
+        slot.recent.extend(zip(accept.tolist(), reject.tolist(), strict=True))
+        names = [s.name for s in self.specs]
+        return BatchScores(
+            slot.version,
+            accept,
+            reject,
+            None if pred.p_pass is None else np.asarray(pred.p_pass, dtype=float),
+            {name: np.asarray(pred.values[name], dtype=float) for name in names},
+            {name: np.asarray(pred.sigmas[name], dtype=float) for name in names},
+        )
 
-    def _screen_and_route(self, fresh: list[tuple[int, Candidate]], rows: list[ExampleRow]) -> None:
-        if not fresh:
-            return
-        cands = [c for _, c in fresh]
+    def _screen_and_route(self, fresh: _Fresh, now: float) -> dict[str, int]:
+        """Score, route and record a batch of rule-valid candidates; returns decision counts.
+
+        Vectorised over the batch: per-item Python objects are made only for the items that
+        go to the ground truth.
+        """
+        cands = fresh.candidates
+        n = len(cands)
         versions = [v for v in (self.champion, self.challenger) if v is not None]
-        scored: dict[int, list[Scored] | None] = {
-            v: self._score(self.slots[v], cands) for v in versions
-        }
+        scored = {v: self._score(self.slots[v], cands) for v in versions}
+        opinions = [s for s in scored.values() if s is not None]
+        champ_scores = scored.get(self.champion) if self.champion is not None else None
+        shown = champ_scores if champ_scores is not None else (opinions[-1] if opinions else None)
         champ = self.slots[self.champion] if self.champion is not None else None
         cert = champ.certificate if champ is not None else None
-        champ_scores = scored.get(self.champion) if self.champion is not None else None
-        decider_ok = cert is not None and cert.certified and champ_scores is not None
-        audit_draws = self.audit_rng.random(len(cands))
-        now = time.time()
-        for i, (row_index, cand) in enumerate(fresh):
-            row = rows[row_index]
-            item_scores = [s[i] for s in scored.values() if s is not None]
-            shown = (
-                champ_scores[i]
-                if champ_scores is not None
-                else (item_scores[-1] if item_scores else None)
-            )
-            if shown is not None:
-                self._fill_prediction(row, shown, versions)
-            if not versions:
-                self._to_ground_truth(row, cand, "no_surrogate", True, item_scores)
-                continue
-            if not decider_ok:
-                route = (
-                    "uncalibrated" if champ_scores is not None or item_scores else "surrogate_error"
-                )
-                self._to_ground_truth(row, cand, route, bool(item_scores), item_scores)
-                continue
-            assert cert is not None and champ_scores is not None
-            s = champ_scores[i]
-            if audit_draws[i] < self._audit_rate:
-                self._to_ground_truth(row, cand, "audit", True, item_scores)
-            elif s.accept_risk <= cert.accept.threshold:
-                self._decide_by_surrogate(row, "accepted", cert, cert.accept, s, now)
-            elif cert.reject is not None and s.reject_risk <= cert.reject.threshold:
-                self._decide_by_surrogate(row, "rejected", cert, cert.reject, s, now)
-            else:
-                self._to_ground_truth(row, cand, "uncertain", False, item_scores)
+        audit_draws = self.audit_rng.random(n)
 
-    def _fill_prediction(self, row: ExampleRow, s: Scored, versions: list[int]) -> None:
-        row.surrogate_version = s.version
-        row.p_pass = s.p_pass
-        row.predicted = _json_floats(s.values)
-        row.accept_risk = s.accept_risk if math.isfinite(s.accept_risk) else None
-        row.reject_risk = s.reject_risk if math.isfinite(s.reject_risk) else None
-
-    def _decide_by_surrogate(
-        self,
-        row: ExampleRow,
-        decision: str,
-        cert: Certificate,
-        route_cert: RouteCertificate,
-        s: Scored,
-        now: float,
-    ) -> None:
-        row.route = f"surrogate_{'accept' if decision == 'accepted' else 'reject'}"
-        row.decision = decision
-        row.decided_by = "surrogate"
-        risk = s.accept_risk if decision == "accepted" else s.reject_risk
-        row.reason = f"risk {risk:.4g} <= certified threshold {route_cert.threshold:.4g}"
-        row.calibration_version = cert.version
-        row.bound = route_cert.upper_bound if math.isfinite(route_cert.upper_bound) else None
-        row.alpha = route_cert.alpha
-        row.decided_at = now
-        if decision == "accepted":
-            self.stats.accepted += 1
-            self.stats.surrogate_accepted += 1
+        route = np.full(n, "", dtype=object)
+        decision = np.full(n, "pending", dtype=object)
+        if not versions:
+            audit = np.ones(n, dtype=bool)
+            route[:] = "no_surrogate"
+        elif cert is None or not cert.certified or champ_scores is None:
+            audit = np.full(n, bool(opinions))
+            route[:] = "uncalibrated" if opinions else "surrogate_error"
         else:
-            self.stats.rejected += 1
-            self.stats.surrogate_rejected += 1
+            audit = audit_draws < self._audit_rate
+            route[:] = "uncertain"
+            route[audit] = "audit"
+            accept = ~audit & (champ_scores.accept_risk <= cert.accept.threshold)
+            route[accept] = "surrogate_accept"
+            decision[accept] = "accepted"
+            if cert.reject is not None:
+                reject = ~audit & ~accept & (champ_scores.reject_risk <= cert.reject.threshold)
+                route[reject] = "surrogate_reject"
+                decision[reject] = "rejected"
+        columns: dict[str, Any] = {
+            "seq": fresh.seqs,
+            "payload": fresh.texts,
+            **self._provenance_columns(cands),
+            "rule_ok": 1,
+            "audit": audit.astype(int).tolist(),
+            "route": route.tolist(),
+            "decision": decision.tolist(),
+        }
+        if shown is not None:
+            columns.update(_prediction_columns(shown))
+        to_truth = decision == "pending"
+        n_gt = int(np.count_nonzero(to_truth))
+        if n_gt == n:
+            columns["reason"] = columns["route"]
+        else:
+            assert cert is not None
+            columns.update(self._surrogate_decision_columns(decision, route, cert, now))
+            self._count_surrogate_decisions(decision)
+        self._insert_rows(n, columns, now)
+        for i in np.flatnonzero(to_truth).tolist():
+            item_scores = [s.item(i) for s in opinions]
+            self.pending[fresh.seqs[i]] = PendingItem(
+                cands[i], bool(audit[i]), route[i], item_scores
+            )
+            self.queue.append((fresh.seqs[i], cands[i]))
+        counts = {"pending": n_gt}
+        for kind in ("accepted", "rejected"):
+            k = int(np.count_nonzero(decision == kind))
+            if k:
+                counts[kind] = k
+        return counts
 
-    def _to_ground_truth(
-        self, row: ExampleRow, cand: Candidate, route: str, audit: bool, scores: list[Scored]
-    ) -> None:
-        row.route = route
-        row.audit = int(audit)
-        row.reason = route
-        self.pending[row.seq] = PendingItem(cand, audit, route, scores)
-        self.queue.append((row.seq, cand))
+    def _surrogate_decision_columns(
+        self, decision: np.ndarray, route: np.ndarray, cert: Certificate, now: float
+    ) -> dict[str, list[Any]]:
+        """Who decided, under which certificate and bound (None for ground-truth-bound rows)."""
+        n = len(decision)
+        decided_by = np.full(n, None, dtype=object)
+        reason = route.copy()
+        calibration = np.full(n, None, dtype=object)
+        bound = np.full(n, None, dtype=object)
+        alpha = np.full(n, None, dtype=object)
+        decided_at = np.full(n, None, dtype=object)
+        for kind, route_cert in (("accepted", cert.accept), ("rejected", cert.reject)):
+            mask = decision == kind
+            if route_cert is None or not mask.any():
+                continue
+            decided_by[mask] = "surrogate"
+            reason[mask] = f"risk <= certified threshold {route_cert.threshold:.4g}"
+            calibration[mask] = cert.version
+            if math.isfinite(route_cert.upper_bound):
+                bound[mask] = route_cert.upper_bound
+            alpha[mask] = route_cert.alpha
+            decided_at[mask] = now
+        return {
+            "decided_by": decided_by.tolist(),
+            "reason": reason.tolist(),
+            "calibration_version": calibration.tolist(),
+            "bound": bound.tolist(),
+            "alpha": alpha.tolist(),
+            "decided_at": decided_at.tolist(),
+        }
+
+    def _count_surrogate_decisions(self, decision: np.ndarray) -> None:
+        accepted = int(np.count_nonzero(decision == "accepted"))
+        rejected = int(np.count_nonzero(decision == "rejected"))
+        self.stats.accepted += accepted
+        self.stats.surrogate_accepted += accepted
+        self.stats.rejected += rejected
+        self.stats.surrogate_rejected += rejected
 
     # -- ground truth -----------------------------------------------------------------------------
     def _submit(self) -> None:
         while self.queue and self.executor.in_flight() < self.executor.slots:
-            items, self.queue = self.queue[: self.cfg.chunk_size], self.queue[self.cfg.chunk_size :]
+            size = self._chunk_size()
+            items, self.queue = self.queue[:size], self.queue[size:]
             self.stats.gt_calls += len(items)
             self.executor.submit(
                 ChunkJob(
@@ -643,6 +776,7 @@ class Scheduler:
             return
         updates: list[GroundTruthUpdate] = []
         for outcome in outcomes:
+            self._observe_chunk(outcome)
             updates.extend(self._absorb_outcome(outcome))
         self.ledger.update_ground_truth(updates)
         self._maybe_calibrate()
@@ -754,22 +888,23 @@ class Scheduler:
         Uses the audits' risks only, never their labels, so it spends no confidence: it just
         avoids burning calibration indices (and with them, delta) before enough audits exist.
         Errors are simulated from the risks several times; a route counts as plausible when at
-        least half its dry runs certify, so that one lucky draw does not trigger a hopeless
-        calibration.
+        least half its dry runs pass the scan's first test (the one that decides whether
+        anything is certified), so that one lucky draw does not trigger a hopeless calibration.
         """
         delta_j = spend_delta(self.cfg.delta, self.calibration_index + 1)
-        routes = [(np.asarray(slot.accept_risks), self.cfg.alpha)]
+        routes = [(slot.accept_risks, self.cfg.alpha)]
         if self.domain.has_pass_fail:
-            routes.append((np.asarray(slot.reject_risks), self.cfg.effective_reject_alpha))
+            routes.append((slot.reject_risks, self.cfg.effective_reject_alpha))
         rng = np.random.default_rng(slot.n_audits)
-        for risks, alpha in routes:
-            expected = np.where(np.isfinite(risks), np.clip(risks, 0, 1), 1.0)
-            successes = 0
-            for _ in range(PLAUSIBILITY_DRAWS):
-                simulated = rng.random(len(risks)) < expected
-                dry = certify(risks, simulated, alpha=alpha, delta=delta_j / len(routes))
-                successes += dry.certified
-            if successes * 2 >= PLAUSIBILITY_DRAWS:
+        for risk_list, alpha in routes:
+            risks = np.asarray(risk_list, dtype=float)
+            test = first_test(risks, alpha=alpha, delta=delta_j / len(routes))
+            if test is None or test[1] < 0:
+                continue
+            n, k_max = test
+            expected = np.clip(np.sort(risks[np.isfinite(risks)])[:n], 0.0, 1.0)
+            errors = np.count_nonzero(rng.random((PLAUSIBILITY_DRAWS, n)) < expected, axis=1)
+            if np.count_nonzero(errors <= k_max) * 2 >= PLAUSIBILITY_DRAWS:
                 return True
         return False
 
