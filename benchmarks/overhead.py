@@ -147,6 +147,16 @@ class Result:
     ledger_share: float
     surrogate_share: float
     stop_reason: str
+    gt_walltime_s: float
+    workers: int
+    chunk_size: int
+
+    @property
+    def verifier_limit(self) -> float:
+        """Candidates/s at which the workers would be saturated by the verifier alone."""
+        if self.gt_walltime_s <= 0.01 * self.loop_s * self.workers:
+            return float("inf")
+        return self.workers * self.generated / self.gt_walltime_s
 
 
 def _timed(fn: Callable[..., Any], acc: list[float]) -> Callable[..., Any]:
@@ -220,6 +230,9 @@ def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result
         ledger_share=ledger_s[0] / loop,
         surrogate_share=module.TIMERS["surrogate_s"] / loop,
         stop_reason=stats.stop_reason,
+        gt_walltime_s=stats.gt_walltime_s,
+        workers=1 if case.executor == "inline" else (n_workers or os.cpu_count() or 1),
+        chunk_size=stats.chunk_size,
     )
 
 
@@ -240,12 +253,14 @@ def print_table(results: list[Result], target: float) -> None:
         "candidates",
         "loop s",
         "total s",
-        "cand/s (loop)",
-        "cand/s (steady)",
+        "cand/s loop",
+        "cand/s steady",
         "GT calls",
         "surrogate-decided",
-        "ledger share",
-        "surrogate share",
+        "chunk",
+        "verifier limit",
+        "ledger",
+        "surrogate",
     ):
         table.add_column(col, justify="left" if col == "config" else "right")
     for r in results:
@@ -259,6 +274,8 @@ def print_table(results: list[Result], target: float) -> None:
             f"{r.steady_rate:,.0f}",
             f"{r.gt_calls:,}",
             f"{r.surrogate_frac:.1%}",
+            f"{r.chunk_size:,}",
+            "-" if r.verifier_limit == float("inf") else f"{r.verifier_limit:,.0f}",
             f"{r.ledger_share:.1%}",
             f"{r.surrogate_share:.1%}",
         )
@@ -266,7 +283,10 @@ def print_table(results: list[Result], target: float) -> None:
     print(
         "loop s: Scheduler.run() (excludes cluster start-up/shut-down, includes the final drain);"
         " total s: construction + run + close.\nsteady: generation rate between 20 % and 90 %"
-        " of the budget. shares: time inside Ledger writes / the surrogate's predict, over loop s."
+        " of the budget. chunk: items per ground-truth task at the end. verifier limit: the rate"
+        " (cand/s) at which\nthe verifier alone would saturate the workers (workers x candidates /"
+        " verifier seconds; '-' when negligible).\nledger, surrogate: share of loop s spent in"
+        " Ledger writes, in the surrogate's predict."
     )
 
 

@@ -44,9 +44,13 @@ class PluginError(FoundryError):
     """A plugin broke its contract (raised, returned garbage, hung)."""
 
 
+#: one encoder for every payload (json.dumps with options builds a new one per call)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def canonical_json(payload: Mapping[str, Any]) -> str:
     """JSON with sorted keys and no whitespace: the bytes a content id is taken over."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _CANONICAL.encode(payload)
 
 
 def content_id(domain: str, payload: Mapping[str, Any]) -> str:

@@ -197,6 +197,8 @@ class RunStats:
     bound: float | None = None
     elapsed_s: float = 0.0
     generator_failures: int = 0
+    #: items per ground-truth task at the moment (grows for fast verifiers on Dask)
+    chunk_size: int = 0
     stop_reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -211,6 +213,16 @@ def _json_floats(values: Mapping[str, float]) -> str:
     return json.dumps(
         {k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
     )
+
+
+def _parents_json(parent_ids: Any) -> str:
+    """Parent ids as a JSON list; a malformed value (on an invalid row) as its repr."""
+    if isinstance(parent_ids, tuple | list):
+        if not parent_ids:
+            return "[]"
+        with contextlib.suppress(TypeError, ValueError):
+            return json.dumps(list(parent_ids))
+    return json.dumps([repr(parent_ids)[:500]])
 
 
 def _json_objects(columns: Mapping[str, np.ndarray]) -> list[str] | str:
@@ -557,6 +569,14 @@ class Scheduler:
     def _check(self, cand: Candidate) -> str | None:
         if cand.source not in SOURCES:
             return f"unknown source {cand.source!r}"
+        generation = cand.generation
+        if not isinstance(generation, int | np.integer) or isinstance(generation, bool):
+            return f"generation must be an integer, not {type(generation).__name__}"
+        if generation < 0:
+            return f"generation must be >= 0, got {generation}"
+        parents = cand.parent_ids
+        if not isinstance(parents, tuple | list) or not all(isinstance(p, str) for p in parents):
+            return "parent_ids must be a tuple of content ids (str)"
         if INVALID_INPUT in cand.payload:
             return str(cand.payload[INVALID_INPUT])
         schema_problem = self._schema(cand.payload)
@@ -575,8 +595,11 @@ class Scheduler:
         return {
             "content_id": [c.id for c in cands],
             "source": [c.source for c in cands],
-            "generation": [int(c.generation) for c in cands],
-            "parent_ids": [json.dumps(list(c.parent_ids)) if c.parent_ids else "[]" for c in cands],
+            "generation": [
+                int(c.generation) if isinstance(c.generation, int | np.integer) else -1
+                for c in cands
+            ],
+            "parent_ids": [_parents_json(c.parent_ids) for c in cands],
         }
 
     def _constant_columns(self, now: float) -> dict[str, Any]:
@@ -749,7 +772,7 @@ class Scheduler:
     # -- ground truth -----------------------------------------------------------------------------
     def _submit(self) -> None:
         while self.queue and self.executor.in_flight() < self.executor.slots:
-            size = self._chunk_size()
+            size = self.stats.chunk_size = self._chunk_size()
             items, self.queue = self.queue[:size], self.queue[size:]
             self.stats.gt_calls += len(items)
             self.executor.submit(

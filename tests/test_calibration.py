@@ -13,6 +13,7 @@ from foundry.calibration import (
     accept_error,
     certify,
     clopper_pearson_upper,
+    first_test,
     min_audits,
     reject_error,
     risks_from_predictions,
@@ -84,6 +85,30 @@ def test_certify_ignores_items_without_a_finite_risk():
     errors = np.concatenate([np.zeros(300, bool), np.ones(300, bool)])
     cert = certify(risks, errors, alpha=0.05, delta=0.05)
     assert cert.certified and cert.n_audits == 300 and cert.n_errors == 0
+
+
+def test_first_test_predicts_from_the_risks_alone_whether_certify_succeeds():
+    """The label-free pre-check: certify() certifies iff the n lowest-risk audits hold at most
+    k_max errors. Checked against certify() itself on 400 random audit sets."""
+    rng = np.random.default_rng(7)
+    assert first_test(np.zeros(50), alpha=0.02, delta=0.05) is None  # too few audits anywhere
+    for _ in range(400):
+        n_audits = int(rng.integers(100, 1500))
+        risks = rng.uniform(0, rng.choice([0.01, 0.1, 0.5]), n_audits)
+        risks[rng.random(n_audits) < 0.05] = np.inf
+        errors = rng.random(n_audits) < rng.uniform(0, 3) * risks
+        alpha, delta = float(rng.choice([0.02, 0.05])), float(rng.choice([0.01, 0.05]))
+        test = first_test(risks, alpha=alpha, delta=delta)
+        cert = certify(risks, errors, alpha=alpha, delta=delta)
+        if test is None:
+            assert not cert.certified
+            continue
+        n, k_max = test
+        lowest = np.argsort(np.where(np.isfinite(risks), risks, np.inf), kind="stable")[:n]
+        assert cert.certified == (int(errors[lowest].sum()) <= k_max)
+        if k_max >= 0:  # k_max is the largest error count that still certifies at n
+            assert clopper_pearson_upper(k_max, n, delta) <= alpha
+        assert clopper_pearson_upper(k_max + 1, n, delta) > alpha
 
 
 @pytest.mark.parametrize("alpha,delta", [(0.05, 0.1), (0.02, 0.05)])

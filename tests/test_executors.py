@@ -50,6 +50,7 @@ def test_a_users_cluster_or_client_runs_the_ground_truth_and_survives(
     assert executor.slots == 2 * executor.chunks_per_worker
     stats = Scheduler(_cfg(tmp_path), executor=executor).run()
     assert stats.generated == 4000 and stats.gt_calls > 0 and stats.pending == 0
+    assert stats.chunk_size > 32, "a sub-millisecond verifier gets bigger tasks"
     db = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
     (pending,) = db.execute("SELECT COUNT(*) FROM examples WHERE decision = 'pending'").fetchone()
     (workers,) = db.execute(

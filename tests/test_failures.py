@@ -133,6 +133,42 @@ def test_rule_check_errors_become_invalid_rows(tmp_path):
     )
 
 
+class BadProvenance(AnalyticDomain):
+    """A generator that fills in provenance wrongly for three of every four candidates."""
+
+    def generate(self, n, rng, steering):
+        out = super().generate(n, rng, steering)
+        for i, cand in enumerate(out):
+            if i % 4 == 1:
+                cand.generation = "2"
+            elif i % 4 == 2:
+                cand.generation = -1
+            elif i % 4 == 3:
+                cand.parent_ids = (7, object())
+        return out
+
+
+def test_malformed_provenance_makes_invalid_rows_not_a_crash(tmp_path):
+    cfg = _cfg(tmp_path, domain="analytic", isolation="none", budget={"max_candidates": 200})
+    stats = Scheduler(cfg, domain=BadProvenance()).run()
+    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
+    rows = db.execute(
+        "SELECT seq, decision, rule_reason, generation, parent_ids FROM examples ORDER BY seq"
+    ).fetchall()
+    assert stats.generated == len(rows) == 200 and stats.invalid == 150
+    for i, (_, decision, reason, generation, parents) in enumerate(rows):
+        if i % 4 == 0:
+            assert decision != "invalid" and (generation, parents) == (0, "[]")
+        elif i % 4 == 1:
+            assert reason == "generation must be an integer, not str" and generation == -1
+        elif i % 4 == 2:
+            assert reason == "generation must be >= 0, got -1"
+        else:
+            assert reason == "parent_ids must be a tuple of content ids (str)"
+            assert "object object" in json.loads(parents)[0]
+    db.close()
+
+
 class GarbageSurrogate:
     def fit(self, candidates, verdicts):
         pass

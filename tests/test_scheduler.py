@@ -12,8 +12,9 @@ import pytest
 from analytic_domain import PASS_LEVEL, TOL, AnalyticDomain, truth
 
 from foundry.config import RunConfig
+from foundry.executors import ChunkJob, ChunkOutcome
 from foundry.export import export_run, summarize
-from foundry.scheduler import Scheduler
+from foundry.scheduler import MAX_CHUNK_SIZE, Scheduler
 
 
 def run_analytic(tmp_path, **overrides):
@@ -98,9 +99,13 @@ def test_surrogate_decisions_carry_their_certificate(certified_run):
         assert r["bound"] is not None and r["bound"] <= cfg.alpha
         cal = cals[r["calibration_version"]]
         assert cal["surrogate_version"] == r["surrogate_version"]
-        if r["decision"] == "accepted":
-            assert r["accept_risk"] <= cal["accept_threshold"]
-            assert r["bound"] == pytest.approx(cal["accept_bound"])
+        route = "accept" if r["decision"] == "accepted" else "reject"
+        assert r[f"{route}_risk"] <= cal[f"{route}_threshold"]
+        assert r["bound"] == pytest.approx(cal[f"{route}_bound"])
+        assert r["reason"] == f"risk <= certified threshold {cal[f'{route}_threshold']:.4g}"
+        predicted, sigma = json.loads(r["predicted"]), json.loads(r["uncertainty"])
+        assert set(predicted) == set(sigma) == {"y"} and sigma["y"] > 0
+        assert 0 <= r["p_pass"] <= 1 and r["decided_at"] >= r["created_at"]
 
 
 def test_no_surrogate_decision_before_a_certificate(certified_run):
@@ -312,3 +317,27 @@ def test_a_surrogate_that_cannot_fit_leaves_a_ground_truth_only_run(tmp_path):
     assert tiers == {"ground_truth": 2000}
     # refits are attempted only as labels grow by retrain_every, not on every result
     assert 1 <= fit_errors <= 2000 // 500
+
+
+def test_chunks_grow_for_fast_verifiers_on_remote_executors_only(tmp_path):
+    cfg = RunConfig(
+        domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / "run", executor="inline",
+        isolation="none", chunk_size=16, chunk_target_s=0.05, progress=False,
+    )  # fmt: skip
+    scheduler = Scheduler(cfg)
+    job = ChunkJob("analytic_domain:AnalyticDomain", None, tuple((i, None) for i in range(100)), 1)
+    scheduler._observe_chunk(ChunkOutcome(job, busy_s=0.01))  # 100 us an item
+    assert scheduler._chunk_size() == 16, "in-process: no task overhead to amortise"
+    scheduler.executor.remote = True
+    assert scheduler._chunk_size() == 500  # 0.05 s / 100 us
+    for _ in range(30):  # the moving average follows a slower verifier
+        scheduler._observe_chunk(ChunkOutcome(job, busy_s=10.0))
+    assert scheduler._chunk_size() == 16, "a slow verifier keeps the configured size"
+    for _ in range(60):
+        scheduler._observe_chunk(ChunkOutcome(job, busy_s=1e-5))
+    assert scheduler._chunk_size() == MAX_CHUNK_SIZE
+    scheduler._observe_chunk(ChunkOutcome(job, error=RuntimeError("lost"), busy_s=100.0))
+    assert scheduler._chunk_size() == MAX_CHUNK_SIZE, "a lost chunk says nothing about speed"
+    scheduler.cfg = cfg.model_copy(update={"chunk_target_s": 0.0})
+    assert scheduler._chunk_size() == 16
+    scheduler.ledger.close()
