@@ -215,6 +215,9 @@ def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result
         "set_meta",
     ):
         setattr(scheduler.ledger, name, _timed(getattr(scheduler.ledger, name), ledger_s))
+    # the workers the cluster really started, not a guess at how the executor sizes itself
+    client = getattr(scheduler.executor, "client", None)
+    workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
     stats = scheduler.run()
     total = time.perf_counter() - started
     decided = stats.surrogate_accepted + stats.surrogate_rejected
@@ -231,7 +234,7 @@ def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result
         surrogate_share=module.TIMERS["surrogate_s"] / loop,
         stop_reason=stats.stop_reason,
         gt_walltime_s=stats.gt_walltime_s,
-        workers=1 if case.executor == "inline" else (n_workers or os.cpu_count() or 1),
+        workers=workers,
         chunk_size=stats.chunk_size,
     )
 

@@ -575,7 +575,9 @@ class Scheduler:
         if generation < 0:
             return f"generation must be >= 0, got {generation}"
         parents = cand.parent_ids
-        if not isinstance(parents, tuple | list) or not all(isinstance(p, str) for p in parents):
+        if not isinstance(parents, tuple | list) or (
+            parents and not all(isinstance(p, str) for p in parents)
+        ):
             return "parent_ids must be a tuple of content ids (str)"
         if INVALID_INPUT in cand.payload:
             return str(cand.payload[INVALID_INPUT])
