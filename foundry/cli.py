@@ -238,7 +238,7 @@ def _print_status(run_dir: Path) -> None:
             "certified release",
             f"v{s['champion']}: error <= {cal['accept_bound']:.3%} (target alpha "
             f"{s['alpha']:.2%}, confidence {1 - s['delta']:.0%}; {cal['accept_n']} audits, "
-            f"{cal['accept_errors']} errors)",
+            f"{cal['accept_errors']} error{'' if cal['accept_errors'] == 1 else 's'})",
         )
     else:
         table.add_row("certified release", "none: every accepted example is ground truth")
