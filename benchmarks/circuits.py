@@ -48,7 +48,7 @@ from scipy import stats as sps
 from foundry.calibration import accept_error
 from foundry.config import load_config
 from foundry.contract import Candidate, SimulationFailed, Verdict
-from foundry.scheduler import RunStats, Scheduler
+from foundry.loop import RunStats, Scheduler
 
 
 @dataclass

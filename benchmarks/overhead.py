@@ -182,7 +182,7 @@ def _steady_rate(samples: list[tuple[float, int]], n: int) -> float:
 
 def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result:
     from foundry.config import load_config
-    from foundry.scheduler import RunStats, Scheduler
+    from foundry.loop import RunStats, Scheduler
 
     module = importlib.import_module("benchmarks.overhead")  # the copy the children import
     module.TIMERS["surrogate_s"] = 0.0

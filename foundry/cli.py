@@ -27,7 +27,6 @@ RUN_FLAGS: dict[str, type] = {
     "isolation": str,
     "batch_size": int,
     "chunk_size": int,
-    "gt_timeout_s": float,
     "min_train_labels": int,
     "retrain_every": int,
 }
@@ -67,6 +66,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     budget = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k, None) is not None}
     if budget:
         over["budget"] = budget
+    if getattr(args, "timeout_s", None) is not None:
+        over["resources"] = {"timeout_s": args.timeout_s}
     if getattr(args, "no_progress", False):
         over["progress"] = False
     from foundry.config import merge
@@ -78,7 +79,19 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML/YAML run config (flags override it)")
     for key, kind in {**RUN_FLAGS, **BUDGET_FLAGS}.items():
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key")
+    p.add_argument(
+        "--timeout-s",
+        dest="timeout_s",
+        type=float,
+        default=None,
+        help="wall time per ground-truth item (sets resources.timeout_s)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any config key, e.g. resources.threads=4 or domain_options.basis=def2-svp",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -128,8 +141,8 @@ class _Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from foundry.config import load_config
-    from foundry.export import export_run
-    from foundry.scheduler import Scheduler
+    from foundry.ledger.export import export_run
+    from foundry.loop import Scheduler
 
     cfg = load_config(args.config, **_overrides(args))
     progress = _Progress(cfg.budget.max_candidates, cfg.progress)
@@ -144,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _read_jsonl(path: Path, batch: int) -> Iterator[list[Candidate]]:
-    from foundry.scheduler import INVALID_INPUT
+    from foundry.loop import INVALID_INPUT
 
     out: list[Candidate] = []
     with path.open() as fh:
@@ -175,8 +188,8 @@ def _read_jsonl(path: Path, batch: int) -> Iterator[list[Candidate]]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from foundry.config import load_config
-    from foundry.export import export_run
-    from foundry.scheduler import Scheduler
+    from foundry.ledger.export import export_run
+    from foundry.loop import Scheduler
 
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"no input file {args.input}")
@@ -210,7 +223,7 @@ def _print_status(run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from foundry.export import summarize
+    from foundry.ledger.export import summarize
 
     s = summarize(Path(run_dir))
     console = Console()
@@ -258,7 +271,7 @@ def _print_status(run_dir: Path) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
-        from foundry.export import summarize
+        from foundry.ledger.export import summarize
 
         print(json.dumps(summarize(Path(args.run_dir)), indent=2, default=str))
     else:
@@ -267,7 +280,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from foundry.export import export_run
+    from foundry.ledger.export import export_run
 
     decisions = None if args.all else tuple(args.decision or ("accepted",))
     path, n = export_run(Path(args.run_dir), args.out, fmt=args.format, decisions=decisions)

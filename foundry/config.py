@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Budget(BaseModel):
     """When to stop. Any limit reached ends the run; ``None`` means no limit on that axis."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_candidates: int | None = Field(2000, ge=1, description="candidates generated")
     max_ground_truth_calls: int | None = Field(None, ge=0)
@@ -26,10 +26,29 @@ class Budget(BaseModel):
     target_accepted: int | None = Field(None, ge=1, description="stop after this many accepted")
 
 
+class ResourceOverrides(BaseModel):
+    """``[resources]``: the run's changes to what the verifier declares (see
+    ``foundry.execution.resources.Resources``); unset keys keep the declaration."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    threads: int | None = Field(None, ge=1, description="cores one item uses")
+    memory_mb: int | None = Field(None, ge=16, description="resident memory of the process tree")
+    gpus: int | None = Field(None, ge=0)
+    timeout_s: float | None = Field(None, gt=0, description="wall time per item")
+    startup_timeout_s: float | None = Field(None, gt=0, description="wall time to start")
+    expected_cost_s: float | None = Field(None, gt=0, description="worker seconds per item")
+    cpu_time_s: float | None = Field(None, gt=0, description="CPU seconds per item")
+    max_processes: int | None = Field(None, ge=1, description="processes alive at once")
+    output_mb: float | None = Field(None, gt=0, description="stdout/stderr/file bytes per item")
+    recycle_after: int | None = Field(None, ge=1, description="items per warm child")
+    recycle_above_mb: int | None = Field(None, ge=1, description="replace a child this large")
+
+
 class RunConfig(BaseModel):
     """Everything that determines a run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     domain: str = Field("circuits", description="entry point name or module:attr")
     allowed_domains: list[str] | None = Field(
@@ -39,6 +58,10 @@ class RunConfig(BaseModel):
     seed: int = 0
     fidelity: str | None = None
     steering: dict[str, float] = Field(default_factory=dict)
+    domain_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the domain's typed options (checked against its Options dataclass)",
+    )
 
     # certified release
     policy: Literal["certified", "fixed_band"] = Field(
@@ -71,19 +94,38 @@ class RunConfig(BaseModel):
 
     # execution
     executor: Literal["local", "inline"] = "local"
-    n_workers: int | None = Field(None, ge=1)
-    isolation: Literal["process", "none"] = "process"
+    n_workers: int | None = Field(
+        None, ge=1, description="Dask workers (default: usable cores / threads per item)"
+    )
+    isolation: Literal["none", "process", "bwrap"] | None = Field(
+        None,
+        description="where ground truth runs: none (in the worker), process (a killable child),"
+        " bwrap (a bubblewrap sandbox); default: what the verifier declares, at least process."
+        " May strengthen the verifier's declaration, never weaken it",
+    )
+    resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
+    sandbox_paths: list[str] = Field(
+        default_factory=list, description="extra host paths a bwrap sandbox may read"
+    )
+    pass_env: list[str] = Field(
+        default_factory=list, description="environment variables the verifier child keeps"
+    )
+    check_timeout_s: float = Field(
+        10.0, gt=0, description="per candidate, for rule checks of untrusted domains"
+    )
     batch_size: int = Field(512, ge=1)
-    chunk_size: int = Field(32, ge=1, description="candidates per ground-truth task (minimum)")
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="candidates per ground-truth task (default: from the verifier's cost, "
+        "one a task for slow verifiers)",
+    )
     chunk_target_s: float = Field(
         0.05,
         ge=0,
-        description="on Dask, grow the tasks of fast verifiers to about this many worker "
-        "seconds each (0: always chunk_size)",
+        description="worker seconds a task of a fast verifier grows to",
     )
-    gt_timeout_s: float = Field(60.0, gt=0)
     gt_max_attempts: int = Field(2, ge=1, description="tries for crashed/non-converged items")
-    memory_limit_mb: int | None = Field(None, ge=64)
     max_pending: int | None = Field(
         None, ge=1, description="ground-truth backlog that pauses generation (default: auto)"
     )

@@ -24,6 +24,8 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from foundry.execution.resources import Resources
+
 Source = Literal["synthetic", "real", "injected"]
 SOURCES: tuple[str, ...] = ("synthetic", "real", "injected")
 
@@ -185,12 +187,20 @@ class GroundTruth(abc.ABC):
     """The expensive verifier, split as prepare (pure) -> execute (the tool) -> parse (pure).
 
     An instance lives on a worker and is reused across many candidates (warm state: a loaded
-    library, a started checker). ``recycle_after`` asks the host to replace the worker process
-    after that many evaluations (for tools that leak memory).
+    library, a started checker). Constructing one must be cheap and must not start its tool
+    (the coordinator builds one to read ``resources``): start it on first use.
+
+    ``resources`` declares what one item needs (threads, memory, timeout, isolation, ...; see
+    :class:`~foundry.execution.resources.Resources`); set it on the class, or on the instance
+    when it depends on the domain's options. ``sandbox_paths``: host paths the verifier must
+    read inside a sandbox (a Lean project, a basis-set library). ``pass_env``: environment
+    variables it needs from the worker's environment (the child's is otherwise clean).
     """
 
     name: ClassVar[str] = "ground-truth"
-    recycle_after: ClassVar[int | None] = None
+    resources: Resources = Resources()
+    sandbox_paths: tuple[str, ...] = ()
+    pass_env: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
@@ -211,6 +221,18 @@ class GroundTruth(abc.ABC):
 
     def verify(self, candidate: Candidate, workdir: str) -> Verdict:
         return self.parse(self.execute(self.prepare(candidate), workdir), candidate)
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Undo whatever the last item left in warm state (a REPL's environment, caches).
+
+        Called after every item. A verdict must not depend on what the verifier saw before:
+        ``check_domain`` verifies A, B, A and B alone and compares.
+        """
+
+    def health(self) -> str | None:
+        """``None`` when the warm state is fit for the next item, else why it is not (the
+        child is then replaced). Called after every item and :meth:`reset`: keep it cheap."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release warm state (processes, handles)."""
@@ -237,6 +259,22 @@ class Domain(abc.ABC):
     fidelities: ClassVar[tuple[str, ...]] = ("ground-truth",)
     #: Generator knobs a steering policy may turn, with defaults.
     steering_defaults: ClassVar[dict[str, float]] = {}
+    #: The dataclass of this domain's options (basis set, a Lean project, a sandbox policy),
+    #: or ``None`` for a domain without options. Options come from ``[domain_options]`` in
+    #: the run config, are validated there, recorded with every example, and passed to the
+    #: domain's constructor on every worker.
+    Options: ClassVar[type | None] = None
+    #: True when ``check`` parses hostile input (programs, proofs): it then runs in a guarded
+    #: child process under a time limit, and a hang or crash makes the candidate invalid.
+    untrusted_check: ClassVar[bool] = False
+
+    def __init__(self, options: Any = None) -> None:
+        if self.Options is None:
+            if options is not None:
+                raise TypeError(f"domain {self.name!r} takes no options")
+            self.options: Any = None
+        else:
+            self.options = self.Options() if options is None else options
 
     @abc.abstractmethod
     def generate(
@@ -277,4 +315,5 @@ class Domain(abc.ABC):
             ],
             "fidelities": list(cls.fidelities),
             "steering_defaults": dict(cls.steering_defaults),
+            "untrusted_check": cls.untrusted_check,
         }

@@ -7,8 +7,9 @@ so a cluster run is reproducible and a stray installed plugin cannot change it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from foundry.contract import Domain, FoundryError
 
@@ -40,10 +41,16 @@ def _import_target(target: str) -> object:
     return obj
 
 
-def load_domain(spec: str, allowed: Sequence[str] | None = None) -> Domain:
+def load_domain(
+    spec: str,
+    allowed: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Domain:
     """Instantiate the domain named ``spec`` (entry point name or ``module:attr``).
 
     ``allowed``: if given, ``spec`` must be in it (the run config's allow-list).
+    ``options``: the ``[domain_options]`` table, validated against the domain's ``Options``
+    (:class:`~foundry.options.OptionsError` when it does not fit).
     """
     if allowed is not None and spec not in allowed:
         raise DomainNotFound(f"domain {spec!r} is not in the run's allow-list {list(allowed)}")
@@ -56,7 +63,17 @@ def load_domain(spec: str, allowed: Sequence[str] | None = None) -> Domain:
         names = ", ".join(sorted(installed)) or "none"
         raise DomainNotFound(f"no domain {spec!r}; installed: {names} (or give module:attr)")
     obj = _import_target(target)
-    domain = obj() if isinstance(obj, type) else obj
+    if isinstance(obj, type):
+        if not issubclass(obj, Domain):
+            raise DomainNotFound(f"{target!r} is not a foundry.contract.Domain")
+        from foundry.options import parse_options
+
+        parsed = parse_options(obj, options)
+        domain = obj(options=parsed) if parsed is not None else obj()
+    else:
+        domain = obj
+        if options and isinstance(domain, Domain):
+            raise DomainNotFound(f"{target!r} is an instance; options need the class")
     if not isinstance(domain, Domain):
         raise DomainNotFound(f"{target!r} is not a foundry.contract.Domain")
     return domain

@@ -33,6 +33,7 @@ import json
 import math
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,6 +287,32 @@ def check_fidelities(s: _Suite) -> None:
     _require(len(set(fids)) == len(fids), f"duplicate fidelities in {fids!r}")
 
 
+def check_options(s: _Suite) -> None:
+    """Options travel to workers as JSON and are rebuilt there: they must round-trip."""
+    options_type = type(s.domain).Options
+    if options_type is None:
+        _require(
+            getattr(s.domain, "options", None) is None,
+            "a domain without Options must have options None",
+        )
+        return
+    import dataclasses
+
+    from foundry.options import options_json, parse_options
+
+    _require(dataclasses.is_dataclass(options_type), "Options must be a dataclass")
+    _require(
+        isinstance(s.domain.options, options_type),
+        f"domain.options is {type(s.domain.options).__name__}, not {options_type.__name__}",
+    )
+    text = options_json(s.domain.options)
+    rebuilt = parse_options(type(s.domain), json.loads(text))
+    _require(
+        rebuilt == s.domain.options,
+        f"options do not survive JSON: {s.domain.options!r} came back as {rebuilt!r}",
+    )
+
+
 def check_steering_defaults(s: _Suite) -> None:
     """Steering knobs are numbers a policy can turn; the monitor stores them as floats."""
     knobs = s.domain.steering_defaults
@@ -498,6 +525,36 @@ def check_ground_truth_identity(s: _Suite) -> None:
                 gt.close()
 
 
+def check_ground_truth_resources(s: _Suite) -> None:
+    """Resources are data the executor reads in the coordinator, before any worker starts:
+    building a GroundTruth must be cheap (the tool starts on first use)."""
+    from foundry.execution.resources import Resources
+
+    for fidelity in s.domain.fidelities:
+        started = time.perf_counter()
+        gt = s.domain.ground_truth(fidelity)
+        built_s = time.perf_counter() - started
+        try:
+            _require(
+                isinstance(gt.resources, Resources),
+                f"ground_truth({fidelity!r}).resources is {type(gt.resources).__name__}, "
+                "not foundry.execution.resources.Resources",
+            )
+            _require(
+                built_s < 2.0,
+                f"ground_truth({fidelity!r}) took {built_s:.1f} s to build; start the tool "
+                "lazily, on the first verify",
+            )
+            for attr in ("sandbox_paths", "pass_env"):
+                value = getattr(gt, attr)
+                _require(
+                    isinstance(value, tuple) and all(isinstance(v, str) for v in value),
+                    f"{attr} must be a tuple of str, got {value!r}",
+                )
+        finally:
+            gt.close()
+
+
 def check_ground_truth_prepare_pure(s: _Suite) -> None:
     """prepare is pure so it can be tested and cached without the tool."""
     gt = s.domain.ground_truth()
@@ -541,6 +598,78 @@ def check_ground_truth_verdicts(s: _Suite) -> None:
         f"all {len(labels)} verifications raised SimulationFailed, "
         f"e.g. {failed[0] if failed else ''}",
     )
+
+
+def _verify_warm(gt: GroundTruth, candidate: Candidate, workdir: str) -> Any:
+    """One item as a warm worker runs it: verify, clean the work dir, reset."""
+    from foundry.execution.runner import clean_directory
+
+    try:
+        outcome: Any = gt.verify(candidate, workdir)
+    except SimulationFailed as exc:
+        outcome = exc
+    clean_directory(workdir)
+    gt.reset()
+    return outcome
+
+
+def _same_outcome(a: Any, b: Any, specs: Sequence[PropertySpec]) -> str | None:
+    """Why two outcomes of one candidate differ (None when they agree), within 1 % of each
+    property's tolerance (numerical noise of a re-run is not state)."""
+    if isinstance(a, SimulationFailed) or isinstance(b, SimulationFailed):
+        same = isinstance(a, SimulationFailed) and isinstance(b, SimulationFailed)
+        return None if same else f"{a!r} vs {b!r}"
+    if a.passed != b.passed:
+        return f"passed={a.passed} vs passed={b.passed}"
+    if a.properties.keys() != b.properties.keys():
+        return f"properties {sorted(a.properties)} vs {sorted(b.properties)}"
+    tolerances = {p.name: p for p in specs}
+    for name, value in a.properties.items():
+        other = b.properties[name]
+        spec = tolerances.get(name)
+        tol = 0.01 * float(spec.tolerance(value)) if spec else 1e-9 * max(abs(value), 1.0)
+        if abs(value - other) > tol:
+            return f"{name}={value!r} vs {other!r}"
+    if a.measurements.keys() != b.measurements.keys():
+        return f"measurements {sorted(a.measurements)} vs {sorted(b.measurements)}"
+    for name, value in a.measurements.items():
+        other = b.measurements[name]
+        if not math.isclose(value, other, rel_tol=1e-6, abs_tol=1e-9):
+            return f"measurement {name}={value!r} vs {other!r}"
+    return None
+
+
+def check_ground_truth_order_independent(s: _Suite) -> None:
+    """A verdict must not depend on what the warm verifier saw before: verify A, B, A in one
+    instance (reset between items, as workers do) and B in a fresh one; all must agree."""
+    accepted = s.accepted()
+    distinct = {_fingerprint(c): c for c in accepted}
+    _require(len(distinct) >= 2, "need two distinct rule-passing candidates to compare")
+    a, b = list(distinct.values())[:2]
+    with tempfile.TemporaryDirectory(prefix="foundry-order-") as tmp:
+        warm = s.domain.ground_truth()
+        try:
+            first_a = _verify_warm(warm, copy.deepcopy(a), tmp)
+            after_a = _verify_warm(warm, copy.deepcopy(b), tmp)
+            again_a = _verify_warm(warm, copy.deepcopy(a), tmp)
+        finally:
+            warm.close()
+        fresh = s.domain.ground_truth()
+        try:
+            alone_b = _verify_warm(fresh, copy.deepcopy(b), tmp)
+        finally:
+            fresh.close()
+    specs = s.domain.properties
+    for what, x, y in (
+        ("A before and after B", first_a, again_a),
+        ("B after A and B alone", after_a, alone_b),
+    ):
+        why = _same_outcome(x, y, specs)
+        _require(
+            why is None,
+            f"verdicts depend on order ({what}: {why}); warm state leaks between items - "
+            "undo it in GroundTruth.reset()",
+        )
 
 
 def check_surrogate_fit_predict(s: _Suite) -> None:
@@ -593,6 +722,7 @@ _BASIC_CHECKS: tuple[Callable[[_Suite], None], ...] = (
     check_properties,
     check_fidelities,
     check_steering_defaults,
+    check_options,
     check_generate_count,
     check_generate_json,
     check_generate_schema,
@@ -608,8 +738,10 @@ _BASIC_CHECKS: tuple[Callable[[_Suite], None], ...] = (
 )
 _GROUND_TRUTH_CHECKS: tuple[Callable[[_Suite], None], ...] = (
     check_ground_truth_identity,
+    check_ground_truth_resources,
     check_ground_truth_prepare_pure,
     check_ground_truth_verdicts,
+    check_ground_truth_order_independent,
     check_surrogate_fit_predict,
 )
 

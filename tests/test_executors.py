@@ -15,8 +15,9 @@ from distributed import Client, LocalCluster
 
 from foundry.config import RunConfig
 from foundry.contract import Candidate
-from foundry.executors import ChunkJob, DaskExecutor
-from foundry.scheduler import Scheduler
+from foundry.execution.executors import ChunkJob, DaskExecutor
+from foundry.execution.spec import VerifierSpec
+from foundry.loop import Scheduler
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_hostile_verifiers_on_dask_workers_are_recorded_failures(tmp_path, clust
         tmp_path,
         domain="analytic_domain:HostileDomain",
         surrogate=False,
-        gt_timeout_s=2.0,
+        resources={"timeout_s": 2.0},
         batch_size=32,  # one batch: every mode twice
         chunk_size=8,
         budget={"max_candidates": 2 * len(HostileDomain.modes)},
@@ -94,7 +95,7 @@ def test_hostile_verifiers_on_dask_workers_are_recorded_failures(tmp_path, clust
 
 def test_a_lost_chunk_is_an_error_outcome_not_an_exception(cluster) -> None:
     executor = DaskExecutor(cluster)
-    job = ChunkJob("no_such_module:Domain", None, ((1, Candidate({"x": [0, 0]})),), 5.0)
+    job = ChunkJob(VerifierSpec("no_such_module:Domain"), ((1, Candidate({"x": [0, 0]})),))
     executor.submit(job)
     outcomes = []
     for _ in range(100):

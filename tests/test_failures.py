@@ -11,8 +11,10 @@ from analytic_domain import AnalyticDomain, HostileDomain
 
 from foundry.config import RunConfig
 from foundry.contract import Candidate, GroundTruth, PluginError, Predictions, SetupError
-from foundry.executors import ChunkJob, InlineExecutor, run_chunk
-from foundry.scheduler import Scheduler
+from foundry.execution.executors import ChunkJob, InlineExecutor, run_chunk
+from foundry.execution.resources import Resources
+from foundry.execution.spec import VerifierSpec
+from foundry.loop import Scheduler
 
 
 def _cfg(tmp_path, **kw):
@@ -23,7 +25,7 @@ def _cfg(tmp_path, **kw):
         isolation="process",
         progress=False,
         surrogate=False,
-        gt_timeout_s=2.0,
+        resources={"timeout_s": 2.0},
         budget={"max_candidates": 2 * len(HostileDomain.modes)},
         batch_size=32,
         chunk_size=32,
@@ -70,7 +72,8 @@ def test_hostile_ground_truth_is_recorded_and_never_accepted(tmp_path):
 def test_timeouts_do_not_stall_the_rest_of_the_chunk():
     dom = HostileDomain()
     cands = dom.generate(8, np.random.default_rng(0), {})
-    job = ChunkJob("analytic_domain:HostileDomain", None, tuple(enumerate(cands)), timeout_s=1.0)
+    verifier = VerifierSpec("analytic_domain:HostileDomain", resources=Resources(timeout_s=1.0))
+    job = ChunkJob(verifier, tuple(enumerate(cands)))
     results = run_chunk(job)
     assert [r.key for r in results] == list(range(8))
     ok = [r for r in results if r.verdict is not None]
@@ -228,7 +231,7 @@ def test_a_missing_simulator_stops_the_run_instead_of_rejecting(tmp_path, isolat
 
 def test_a_domain_the_worker_cannot_import_is_a_setup_error(tmp_path):
     ex = InlineExecutor()
-    ex.submit(ChunkJob("no_such_module:Domain", None, ((1, Candidate({"x": [0, 0]})),), 5.0))
+    ex.submit(ChunkJob(VerifierSpec("no_such_module:Domain"), ((1, Candidate({"x": [0, 0]})),)))
     (outcome,) = ex.collect(0)
     assert isinstance(outcome.error, SetupError)
     ex.close()

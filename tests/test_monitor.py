@@ -12,8 +12,8 @@ from analytic_domain import AnalyticDomain
 
 from foundry.config import RunConfig
 from foundry.contract import Candidate
+from foundry.loop import RunStats, Scheduler
 from foundry.monitor import mean_pairwise_distance
-from foundry.scheduler import RunStats, Scheduler
 
 
 class ShiftingDomain(AnalyticDomain):

@@ -12,9 +12,10 @@ import pytest
 from analytic_domain import PASS_LEVEL, TOL, AnalyticDomain, truth
 
 from foundry.config import RunConfig
-from foundry.executors import ChunkJob, ChunkOutcome
-from foundry.export import export_run, summarize
-from foundry.scheduler import MAX_CHUNK_SIZE, Scheduler
+from foundry.execution.executors import ChunkJob, ChunkOutcome
+from foundry.ledger.export import export_run, summarize
+from foundry.loop import Scheduler
+from foundry.loop.dispatch import INLINE_CHUNK_SIZE, MAX_CHUNK_SIZE
 
 
 def run_analytic(tmp_path, **overrides):
@@ -288,7 +289,7 @@ def _async_scheduler(tmp_path, domain, **kw):
         **kw,
     )
     scheduler = Scheduler(cfg, domain=domain)
-    scheduler._sync_training = False
+    scheduler.trainer.sync = False
     return cfg, scheduler
 
 
@@ -319,25 +320,40 @@ def test_a_surrogate_that_cannot_fit_leaves_a_ground_truth_only_run(tmp_path):
     assert 1 <= fit_errors <= 2000 // 500
 
 
-def test_chunks_grow_for_fast_verifiers_on_remote_executors_only(tmp_path):
-    cfg = RunConfig(
-        domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / "run", executor="inline",
-        isolation="none", chunk_size=16, chunk_target_s=0.05, progress=False,
-    )  # fmt: skip
-    scheduler = Scheduler(cfg)
-    job = ChunkJob("analytic_domain:AnalyticDomain", None, tuple((i, None) for i in range(100)), 1)
-    scheduler._observe_chunk(ChunkOutcome(job, busy_s=0.01))  # 100 us an item
-    assert scheduler._chunk_size() == 16, "in-process: no task overhead to amortise"
-    scheduler.executor.remote = True
-    assert scheduler._chunk_size() == 500  # 0.05 s / 100 us
+def test_tasks_are_sized_from_the_verifiers_cost(tmp_path):
+    """Slow verifiers one item a task, fast ones grown to chunk_target_s, unknown ones probed
+    with one item; a configured chunk_size is taken as is."""
+    def dispatcher_for(**kw):
+        cfg = RunConfig(
+            domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / "run",
+            executor="inline", isolation="none", chunk_target_s=0.05, progress=False, **kw,
+        )  # fmt: skip
+        return Scheduler(cfg).dispatcher
+
+    dispatcher = dispatcher_for()
+    job = ChunkJob(dispatcher.params.verifier, tuple((i, None) for i in range(100)))
+    dispatcher._observe_chunk(ChunkOutcome(job, busy_s=0.01))
+    assert dispatcher._chunk_size() == INLINE_CHUNK_SIZE, "in-process: fixed, timing-free"
+    dispatcher = dispatcher_for()
+    dispatcher.executor.remote = True  # as on Dask
+    assert dispatcher._chunk_size() == 1, "cost unknown: one item until measured"
+    dispatcher._observe_chunk(ChunkOutcome(job, busy_s=0.01))  # 100 us an item
+    assert dispatcher._chunk_size() == 500  # 0.05 s / 100 us
     for _ in range(30):  # the moving average follows a slower verifier
-        scheduler._observe_chunk(ChunkOutcome(job, busy_s=10.0))
-    assert scheduler._chunk_size() == 16, "a slow verifier keeps the configured size"
+        dispatcher._observe_chunk(ChunkOutcome(job, busy_s=100.0))
+    assert dispatcher._chunk_size() == 1, "a 1 s verifier goes one item a task"
     for _ in range(60):
-        scheduler._observe_chunk(ChunkOutcome(job, busy_s=1e-5))
-    assert scheduler._chunk_size() == MAX_CHUNK_SIZE
-    scheduler._observe_chunk(ChunkOutcome(job, error=RuntimeError("lost"), busy_s=100.0))
-    assert scheduler._chunk_size() == MAX_CHUNK_SIZE, "a lost chunk says nothing about speed"
-    scheduler.cfg = cfg.model_copy(update={"chunk_target_s": 0.0})
-    assert scheduler._chunk_size() == 16
-    scheduler.ledger.close()
+        dispatcher._observe_chunk(ChunkOutcome(job, busy_s=1e-5))
+    assert dispatcher._chunk_size() == MAX_CHUNK_SIZE
+    dispatcher._observe_chunk(ChunkOutcome(job, error=RuntimeError("lost"), busy_s=100.0))
+    assert dispatcher._chunk_size() == MAX_CHUNK_SIZE, "a lost chunk says nothing about speed"
+
+    declared = dispatcher_for(resources={"expected_cost_s": 2.0})
+    declared.executor.remote = True
+    assert declared._chunk_size() == 1, "a declared slow verifier: one a task from the start"
+    declared = dispatcher_for(resources={"expected_cost_s": 1e-3})
+    declared.executor.remote = True
+    assert declared._chunk_size() == 50
+    fixed = dispatcher_for(chunk_size=16)
+    fixed._observe_chunk(ChunkOutcome(job, busy_s=1e-5))
+    assert fixed._chunk_size() == 16

@@ -19,7 +19,7 @@ from analytic_domain import PASS_LEVEL, TOL, truth
 from scipy import stats
 
 from foundry.config import RunConfig
-from foundry.scheduler import Scheduler
+from foundry.loop import Scheduler
 
 ALPHA, DELTA = 0.05, 0.1
 FALSE_ALARM = 1e-3

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from foundry.contract import Candidate, GroundTruth, SimulationFailed, Verdict
+from foundry.execution.resources import Resources
 
 from .measure import band_edges_hz, measure_response
 from .netlist import GROUND, RESPONSE, spice_ref, to_netlist
@@ -139,9 +140,16 @@ class CircuitsGroundTruth(GroundTruth):
     """ngspice (in-process, via PySpice) on one worker; the engine is started lazily and reused."""
 
     name: ClassVar[str] = "ngspice-ac"
-    #: ngspice keeps a little state per run even after remcirc/destroy (measured < 1 KB a run,
-    #: ~19 KB without the cleanup); a fresh worker process every 20k runs bounds it.
-    recycle_after: ClassVar[int | None] = 20_000
+    #: ngspice runs in-process and can take the interpreter down with it: a child process at
+    #: least. It keeps a little state per run even after remcirc/destroy (measured < 1 KB a
+    #: run, ~19 KB without the cleanup); a fresh child every 20k runs bounds it.
+    resources = Resources(
+        isolation="process",
+        timeout_s=60.0,
+        expected_cost_s=0.002,
+        memory_mb=2048,
+        recycle_after=20_000,
+    )
 
     def __init__(self) -> None:
         self._runner: Any = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from foundry.contract import Candidate, Domain
-from foundry.ledger import Ledger
+from foundry.ledger.store import Ledger
 
 
 def mean_pairwise_distance(x: np.ndarray, rng: np.random.Generator, max_points: int = 256) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from foundry.ledger import Ledger
+from foundry.ledger.store import EXAMPLE_COLUMNS, Ledger
 
 FORMATS = ("parquet", "jsonl")
 
@@ -65,8 +65,6 @@ def export_run(
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
-
-            from foundry.ledger import EXAMPLE_COLUMNS
 
             types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
             schema = pa.schema(

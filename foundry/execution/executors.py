@@ -1,26 +1,29 @@
 """Where ground truth runs: in-process (tests) or on any Dask cluster (LocalCluster, SLURMCluster).
 
-The scheduler only needs three things from an executor: submit a chunk of candidates, collect
+The scheduler needs three things from an executor: submit a chunk of candidates, collect
 finished chunks without blocking the loop for long, and say how many chunks to keep in flight.
-Chunks (not single items) make millisecond verifiers worth shipping to a worker; the warm
-verifier host lives in the worker process and is reused by every chunk it receives.
+Chunks (not single items) make millisecond verifiers worth shipping to a worker; slow ones go
+one item a task. The warm verifier host lives in the worker process, one per worker thread,
+and is reused by every chunk it receives. A verifier's declared needs become Dask resources:
+a 4-thread verifier takes ``threads=4`` of a worker that offers them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from foundry.contract import Candidate
-from foundry.verifier_host import GTResult, InProcessHost, VerifierHost
+from foundry.contract import Candidate, SetupError
+from foundry.execution.cpus import usable_cpus
+from foundry.execution.host import ChildHost, InProcessHost, host_for
+from foundry.execution.outcomes import GTResult
+from foundry.execution.spec import VerifierSpec
 
-Isolation = Literal["process", "none"]
 #: Seconds between refreshes of a Dask cluster's worker count.
 WORKER_COUNT_REFRESH_S = 2.0
 #: Seconds between looks for finished chunks while the loop has nothing else to do.
@@ -31,12 +34,8 @@ COLLECT_POLL_S = 0.002
 class ChunkJob:
     """Everything a worker needs to verify a chunk; picklable."""
 
-    domain_spec: str
-    fidelity: str | None
+    verifier: VerifierSpec
     items: tuple[tuple[int, Candidate], ...]
-    timeout_s: float
-    isolation: Isolation = "process"
-    memory_limit_mb: int | None = None
 
 
 @dataclass
@@ -45,32 +44,27 @@ class ChunkOutcome:
     results: list[GTResult] = field(default_factory=list)
     #: set when the chunk as a whole failed (worker lost, SetupError): every item is unresolved
     error: BaseException | None = None
-    #: seconds the worker spent on the chunk: the verifier plus its hosting (pipes, pickling)
+    #: seconds the worker spent on the chunk: the verifier plus its hosting (pipes, framing)
     busy_s: float = 0.0
 
 
-_HOSTS: dict[tuple[Any, ...], InProcessHost | VerifierHost] = {}
+_HOSTS: dict[tuple[Any, ...], ChildHost | InProcessHost] = {}
 _HOSTS_LOCK = threading.Lock()
 
 
-def _host_for(job: ChunkJob) -> InProcessHost | VerifierHost:
-    key = (job.domain_spec, job.fidelity, job.isolation, job.memory_limit_mb, threading.get_ident())
+def host_of(spec: VerifierSpec) -> ChildHost | InProcessHost:
+    """This thread's warm host for ``spec`` (one child per worker thread)."""
+    key = (spec, threading.get_ident())
     with _HOSTS_LOCK:
         host = _HOSTS.get(key)
         if host is None:
-            if job.isolation == "none":
-                host = InProcessHost(job.domain_spec, job.fidelity)
-            else:
-                host = VerifierHost(
-                    job.domain_spec, job.fidelity, memory_limit_mb=job.memory_limit_mb
-                )
-            _HOSTS[key] = host
+            host = _HOSTS[key] = host_for(spec)
     return host
 
 
 def run_chunk(job: ChunkJob) -> list[GTResult]:
-    """Verify a chunk with this process's warm host."""
-    return _host_for(job).verify_many(job.items, job.timeout_s)
+    """Verify a chunk with this thread's warm host."""
+    return host_of(job.verifier).verify_many(job.items)
 
 
 def run_chunk_timed(job: ChunkJob) -> tuple[list[GTResult], float]:
@@ -81,7 +75,7 @@ def run_chunk_timed(job: ChunkJob) -> tuple[list[GTResult], float]:
 
 
 def close_hosts() -> None:
-    """Stop every warm verifier in this process (atexit on workers, end of run inline)."""
+    """Stop every warm verifier in this process (on workers at the end, inline at the end)."""
     with _HOSTS_LOCK:
         hosts = list(_HOSTS.values())
         _HOSTS.clear()
@@ -98,6 +92,8 @@ class Executor(Protocol):
     #: True when a chunk crosses processes: each one then costs milliseconds of scheduling and
     #: transfer, and the scheduler grows the chunks of fast verifiers to amortise that
     remote: bool
+    #: workers (processes or threads) that run ground truth at once, for the summary
+    workers: int
 
     def submit(self, job: ChunkJob) -> None: ...
 
@@ -115,6 +111,7 @@ class InlineExecutor:
 
     slots = 1
     remote = False
+    workers = 1
 
     def __init__(self) -> None:
         self._done: list[ChunkOutcome] = []
@@ -141,12 +138,36 @@ def _close_worker_hosts() -> None:
     close_hosts()
 
 
+def dask_resources(spec: VerifierSpec, offered: set[str]) -> dict[str, float]:
+    """The Dask resources a task of ``spec`` asks for, among those the workers ``offered``.
+
+    A resource no worker declares cannot be asked for (the task would wait forever): threads
+    and memory are then left to the worker's own slots, but GPUs are an error.
+    """
+    res = spec.resources
+    wanted: dict[str, float] = {}
+    if "threads" in offered:
+        wanted["threads"] = res.threads
+    if res.memory_mb and "memory_mb" in offered:
+        wanted["memory_mb"] = res.memory_mb
+    if res.gpus:
+        if "gpus" not in offered:
+            raise SetupError(
+                f"the verifier needs {res.gpus} GPU(s) but no Dask worker offers the resource "
+                "'gpus' (start workers with --resources gpus=N)"
+            )
+        wanted["gpus"] = res.gpus
+    return wanted
+
+
 class DaskExecutor:
     """Ground truth on a Dask cluster: a LocalCluster by default, or any cluster/client given.
 
     ``cluster`` may be a ``distributed.Client``, any Dask cluster object (``LocalCluster``,
-    ``dask_jobqueue.SLURMCluster``), or ``None`` for an embedded LocalCluster with one
-    single-threaded worker process per core, its scheduler on loopback.
+    ``dask_jobqueue.SLURMCluster``), or ``None`` for an embedded LocalCluster sized to the
+    cores this process may use: one worker process per ``threads_per_task`` cores, each
+    offering ``threads=threads_per_task`` (so a 2-thread verifier runs alone on its worker
+    and two 1-thread ones share it), its scheduler on loopback.
     """
 
     def __init__(
@@ -154,20 +175,24 @@ class DaskExecutor:
         cluster: Any = None,
         *,
         n_workers: int | None = None,
+        threads_per_task: int = 1,
         chunks_per_worker: int = 2,
     ) -> None:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster, as_completed
 
         self._owned_cluster = None
+        self.threads_per_task = max(int(threads_per_task), 1)
         if cluster is None:
-            n_workers = n_workers or max(os.cpu_count() or 1, 1)
+            if n_workers is None:
+                n_workers = max(usable_cpus().cpus // self.threads_per_task, 1)
             cluster = LocalCluster(
                 n_workers=n_workers,
-                threads_per_worker=1,
+                threads_per_worker=self.threads_per_task,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
                 silence_logs=40,
+                resources={"threads": self.threads_per_task},
             )
             self._owned_cluster = cluster
         if isinstance(cluster, Client):
@@ -179,28 +204,55 @@ class DaskExecutor:
         self.chunks_per_worker = chunks_per_worker
         self.remote = True
         self._workers = 1
+        self._concurrency = 1
+        self._offered: set[str] = set()
         self._workers_checked_at = -math.inf
         self._futures: dict[Any, ChunkJob] = {}
-        from distributed import as_completed
-
         # with_results: the client's event loop fetches each finished chunk in the background,
         # instead of a blocking round trip to the worker per chunk in the coordinator's loop
         self._as_completed = as_completed(with_results=True, raise_errors=False)
 
+    def _refresh(self) -> None:
+        """Worker count, concurrency and offered resources. A round trip to the scheduler,
+        so refreshed every few seconds only (an adaptive SLURMCluster changes size on that
+        scale, not faster)."""
+        now = time.monotonic()
+        if now - self._workers_checked_at <= WORKER_COUNT_REFRESH_S:
+            return
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        offered: set[str] = set()
+        concurrency = 0
+        for worker in info.values():
+            resources = worker.get("resources") or {}
+            offered.update(resources)
+            nthreads = int(worker.get("nthreads", 1) or 1)
+            if "threads" in resources:
+                nthreads = min(nthreads, int(resources["threads"] // self.threads_per_task))
+            concurrency += max(nthreads, 0)
+        self._workers = len(info) or 1
+        self._concurrency = max(concurrency, 1)
+        self._offered = offered
+        self._workers_checked_at = now
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        self._refresh()
+        return self._workers
+
     @property
     def slots(self) -> int:  # type: ignore[override]
-        """Chunks to keep in flight. The worker count is a round trip to the Dask scheduler,
-        and the loop asks many times a second, so it is refreshed every few seconds only (an
-        adaptive SLURMCluster changes size on that scale, not faster)."""
-        now = time.monotonic()
-        if now - self._workers_checked_at > WORKER_COUNT_REFRESH_S:
-            info = self.client.scheduler_info(n_workers=-1)
-            self._workers = len(info.get("workers", {})) or 1
-            self._workers_checked_at = now
-        return self._workers * self.chunks_per_worker
+        """Chunks to keep in flight: two per task the cluster can run at once."""
+        self._refresh()
+        return self._concurrency * self.chunks_per_worker
 
     def submit(self, job: ChunkJob) -> None:
-        future = self.client.submit(run_chunk_timed, job, pure=False)
+        self._refresh()
+        threads = job.verifier.resources.threads
+        if threads > self.threads_per_task:
+            self.threads_per_task = threads
+            self._workers_checked_at = -math.inf
+        resources = dask_resources(job.verifier, self._offered) or None
+        future = self.client.submit(run_chunk_timed, job, pure=False, resources=resources)
         self._futures[future] = job
         self._as_completed.add(future)
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EXAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("seq", "INTEGER PRIMARY KEY"),
     ("content_id", "TEXT NOT NULL"),
     ("domain", "TEXT NOT NULL"),
     ("domain_version", "TEXT NOT NULL"),
+    ("domain_options", "TEXT NOT NULL DEFAULT '{}'"),
     ("payload", "TEXT NOT NULL"),
     ("source", "TEXT NOT NULL"),
     ("generation", "INTEGER NOT NULL"),

@@ -1,0 +1,228 @@
+"""The ground-truth queue: items waiting for a verdict, chunked onto the executor's slots.
+
+Owns what is in flight and why (``pending``), what still has to be sent (``queue``), how big a
+task is, and which failures earn a retry. It hands each final result back to the loop, in
+the order results arrive, and knows nothing of labels, audits or rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from foundry.config import RunConfig
+from foundry.contract import Candidate, Domain, SetupError
+from foundry.execution.executors import (
+    ChunkJob,
+    ChunkOutcome,
+    DaskExecutor,
+    Executor,
+    InlineExecutor,
+)
+from foundry.execution.outcomes import CRASH, RETRYABLE, GTResult
+from foundry.execution.resources import resolve_isolation
+from foundry.execution.spec import VerifierSpec
+from foundry.ledger import Ledger
+from foundry.loop.stats import RunStats
+from foundry.options import options_json
+
+if TYPE_CHECKING:
+    from foundry.loop.book import Scored
+
+#: Largest ground-truth task, however fast the verifier (bounds the work lost with a worker).
+MAX_CHUNK_SIZE = 4096
+#: Items per task on an in-process executor (no task overhead to amortise).
+INLINE_CHUNK_SIZE = 32
+
+
+@dataclass
+class PendingItem:
+    """A candidate sent to the ground truth, with why it went and who scored it."""
+
+    candidate: Candidate
+    audit: bool
+    route: str
+    scores: list[Scored]
+    attempts: int = 0
+
+
+def make_executor(cfg: RunConfig, verifier: VerifierSpec) -> Executor:
+    """The executor a run configures when none is passed in: workers sized to the cores this
+    process may use, divided by the verifier's threads per item."""
+    if cfg.executor == "inline":
+        return InlineExecutor()
+    return DaskExecutor(n_workers=cfg.n_workers, threads_per_task=verifier.resources.threads)
+
+
+def verifier_spec(cfg: RunConfig, domain: Domain) -> VerifierSpec:
+    """The verifier a run's tasks need: the ground truth's declaration (read from an instance
+    built here - which must be cheap - and closed again), with the config's overrides."""
+    gt = domain.ground_truth(cfg.fidelity)
+    try:
+        declared = gt.resources
+        sandbox_paths = tuple(gt.sandbox_paths)
+        pass_env = tuple(gt.pass_env)
+        who = f"the {domain.name!r} ground truth {getattr(gt, 'name', '')!r}".rstrip(" '")
+    finally:
+        gt.close()
+    resources = declared.replace(**cfg.resources.model_dump(exclude_none=True))
+    isolation = resolve_isolation(declared.isolation, cfg.isolation, who)
+    return VerifierSpec(
+        domain_spec=domain_spec(domain, cfg.domain),
+        options_json=options_json(getattr(domain, "options", None)),
+        fidelity=cfg.fidelity,
+        resources=resources,
+        isolation=isolation,
+        sandbox_paths=(*sandbox_paths, *cfg.sandbox_paths),
+        pass_env=(*pass_env, *cfg.pass_env),
+    )
+
+
+def domain_spec(domain: Domain, configured: str) -> str:
+    """How a worker process finds this domain: the class itself when importable."""
+    cls = type(domain)
+    if "<locals>" not in cls.__qualname__ and cls.__module__ != "__main__":
+        return f"{cls.__module__}:{cls.__qualname__}"
+    return configured
+
+
+@dataclass(frozen=True)
+class DispatchParams:
+    """What a ground-truth task carries, how tasks are sized, and how often items are retried."""
+
+    verifier: VerifierSpec
+    #: fixed items per task; None sizes tasks from the verifier's cost
+    chunk_size: int | None
+    #: worker seconds a task of a fast verifier grows to
+    chunk_target_s: float
+    max_attempts: int
+    #: backlog that pauses generation (None: derived from the executor's slots)
+    max_pending: int | None
+    batch_size: int
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, verifier: VerifierSpec) -> DispatchParams:
+        return cls(
+            verifier=verifier,
+            chunk_size=cfg.chunk_size,
+            chunk_target_s=cfg.chunk_target_s,
+            max_attempts=cfg.gt_max_attempts,
+            max_pending=cfg.max_pending,
+            batch_size=cfg.batch_size,
+        )
+
+
+class Dispatcher:
+    """Keeps the executor's slots full from the queue and folds its outcomes back in."""
+
+    def __init__(
+        self, executor: Executor, params: DispatchParams, stats: RunStats, ledger: Ledger
+    ) -> None:
+        self.executor = executor
+        self.params = params
+        self.stats = stats
+        self.ledger = ledger
+        self.pending: dict[int, PendingItem] = {}
+        self.queue: list[tuple[int, Candidate]] = []
+        self._item_busy_s: float | None = None
+
+    def add(self, seq: int, item: PendingItem) -> None:
+        self.pending[seq] = item
+        self.queue.append((seq, item.candidate))
+
+    def busy(self) -> bool:
+        """Work in flight or waiting to be sent."""
+        return bool(self.executor.in_flight() or self.queue)
+
+    def max_pending(self) -> int:
+        """Backlog at which generation pauses: enough to keep every slot fed a few times."""
+        if self.params.max_pending:
+            return self.params.max_pending
+        return max(self.executor.slots * self._chunk_size() * 4, self.params.batch_size)
+
+    # -- sending ----------------------------------------------------------------------------
+    def submit(self) -> None:
+        while self.queue and self.executor.in_flight() < self.executor.slots:
+            size = self.stats.chunk_size = self._chunk_size()
+            items, self.queue = self.queue[:size], self.queue[size:]
+            self.stats.gt_calls += len(items)
+            self.executor.submit(self._make_job(items))
+
+    def _make_job(self, items: Sequence[tuple[int, Candidate]]) -> ChunkJob:
+        """The one place a ground-truth task is built."""
+        return ChunkJob(self.params.verifier, tuple(items))
+
+    def _chunk_size(self) -> int:
+        """Items per ground-truth task, from the verifier's cost per item: the measured
+        worker seconds (moving average), else its declared ``expected_cost_s``. A task keeps
+        its worker busy for about ``chunk_target_s``: a task costs this process and the Dask
+        scheduler milliseconds, so a microsecond verifier in tasks of one would be all
+        overhead, while a slow verifier (DFT, MD) goes one item a task - a lost worker then
+        loses one item, and every idle worker can take the next. Unknown cost: one item, until
+        the first task has measured it. In-process executors have no task overhead and keep
+        a fixed size, so that their runs do not depend on timing."""
+        p = self.params
+        if p.chunk_size is not None:
+            return p.chunk_size
+        if not self.executor.remote:
+            return INLINE_CHUNK_SIZE
+        per_item_s = self._item_busy_s
+        if per_item_s is None:
+            per_item_s = p.verifier.resources.expected_cost_s
+        if per_item_s is None or p.chunk_target_s <= 0:
+            return 1
+        grown = int(p.chunk_target_s / max(per_item_s, 1e-9))
+        return max(1, min(grown, MAX_CHUNK_SIZE))
+
+    def _observe_chunk(self, outcome: ChunkOutcome) -> None:
+        """Track worker seconds per item (moving average over chunks)."""
+        if outcome.error is not None or not outcome.job.items or outcome.busy_s <= 0:
+            return
+        per_item_s = outcome.busy_s / len(outcome.job.items)
+        previous = self._item_busy_s
+        self._item_busy_s = per_item_s if previous is None else 0.7 * previous + 0.3 * per_item_s
+
+    # -- receiving --------------------------------------------------------------------------
+    def collect(self, timeout_s: float) -> list[ChunkOutcome]:
+        """Finished chunks, waiting up to ``timeout_s`` for the first."""
+        return self.executor.collect(timeout_s)
+
+    def settle(self, outcomes: Sequence[ChunkOutcome]) -> Iterator[tuple[PendingItem, GTResult]]:
+        """Each final result with its item, lazily and in arrival order (so the loop folds a
+        result in before the next is looked at); retryable failures go back on the queue."""
+        for outcome in outcomes:
+            self._observe_chunk(outcome)
+            for result in self._results(outcome):
+                item = self._absorb_result(result)
+                if item is not None:
+                    yield item, result
+
+    def _results(self, outcome: ChunkOutcome) -> Sequence[GTResult]:
+        """A chunk's results; a lost chunk becomes a crash of each of its items."""
+        if outcome.error is None:
+            return outcome.results
+        if isinstance(outcome.error, SetupError):
+            raise outcome.error
+        message = f"{type(outcome.error).__name__}: {outcome.error}"
+        self.ledger.event("error", "executor", message)
+        return [
+            GTResult(key, None, CRASH, f"chunk lost: {message}") for key, _ in outcome.job.items
+        ]
+
+    def _absorb_result(self, result: GTResult) -> PendingItem | None:
+        """The item a result settles, or None (unknown key, or queued again for a retry)."""
+        item = self.pending.get(result.key)
+        if item is None:
+            return None
+        item.attempts += 1
+        self.stats.gt_walltime_s += result.walltime_s
+        if (
+            result.verdict is None
+            and result.failure_kind in RETRYABLE
+            and item.attempts < self.params.max_attempts
+        ):
+            self.queue.append((result.key, item.candidate))
+            return None
+        del self.pending[result.key]
+        return item

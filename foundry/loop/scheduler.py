@@ -1,0 +1,403 @@
+"""The two-tier loop: generate -> rule check -> surrogate -> route -> ground truth -> learn.
+
+Streaming, not batch-then-wait: the coordinator produces a batch (:mod:`.intake`), scores it
+with the versions in the calibration book (:mod:`.book`), routes it (:mod:`.router`), writes
+its rows (:mod:`.rows`), keeps the executor's slots full (:mod:`.dispatch`) and folds
+ground-truth results back in as they arrive: labels for the trainer (:mod:`.trainer`), audits
+for the book. Generation pauses when the ground-truth backlog is full, and at the start until
+the first surrogate has trained. This module only composes the parts and decides when to stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from foundry.config import RunConfig
+from foundry.contract import Candidate, Domain, Surrogate
+from foundry.execution.screening import GuardedChecker
+from foundry.ledger import GroundTruthUpdate, Ledger
+from foundry.loop.book import BookParams, CalibrationBook, SurrogateSlot
+from foundry.loop.dispatch import (
+    Dispatcher,
+    DispatchParams,
+    PendingItem,
+    make_executor,
+    verifier_spec,
+)
+from foundry.loop.intake import Fresh, Intake, IntakeParams
+from foundry.loop.router import route_batch
+from foundry.loop.rows import RowWriter, ground_truth_update, routed_columns
+from foundry.loop.stats import ProgressCallback, RunStats, SteeringPolicy
+from foundry.loop.trainer import Trained, Trainer, TrainerParams
+from foundry.monitor import Monitor
+
+if TYPE_CHECKING:  # at run time only dispatch.py imports the execution plane
+    from foundry.execution.executors import Executor
+    from foundry.execution.outcomes import GTResult
+
+
+def _check_same_options(domain: Domain, values: dict) -> None:
+    """A domain object passed in carries its own options; config options must agree."""
+    from foundry.options import parse_options
+
+    if parse_options(type(domain), values) != getattr(domain, "options", None):
+        raise ValueError(
+            "domain_options in the config differ from the options of the domain object "
+            "passed to the Scheduler; give them in one place"
+        )
+
+
+class Scheduler:
+    """Runs one foundry run to its budget. Construct, then call :meth:`run`."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        domain: Domain | None = None,
+        *,
+        executor: Executor | None = None,
+        candidates: Iterator[list[Candidate]] | None = None,
+        progress: ProgressCallback | None = None,
+        steering_policy: SteeringPolicy | None = None,
+    ) -> None:
+        from foundry.registry import load_domain
+
+        self.cfg = config
+        if domain is None:
+            domain = load_domain(config.domain, config.allowed_domains, config.domain_options)
+        elif config.domain_options:
+            _check_same_options(domain, config.domain_options)
+        self.domain = domain
+        # everything that can be wrong with the config fails here, before the run dir exists
+        self.verifier = verifier_spec(config, self.domain)
+        self.run_dir = Path(config.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.run_dir)
+        self._owns_executor = executor is None
+        self.executor = executor if executor is not None else make_executor(config, self.verifier)
+        self.progress = progress
+        self.stats = RunStats()
+        self.stats.workers = self.executor.workers
+        self.checker = (
+            GuardedChecker(self.verifier, config.check_timeout_s)
+            if self.domain.untrusted_check
+            else None
+        )
+        gen_seed, audit_seed = np.random.SeedSequence(config.seed).spawn(2)
+        self.audit_rng = np.random.default_rng(audit_seed)
+        self._audit_rate = 0.0 if config.policy == "fixed_band" else config.audit_rate
+        self._started = time.monotonic()
+        self.intake = Intake(
+            self.domain,
+            IntakeParams(config.seed, config.generate_retries),
+            self.ledger,
+            self.stats,
+            np.random.default_rng(gen_seed),
+            steering={**self.domain.steering_defaults, **config.steering},
+            external=candidates,
+            steering_policy=steering_policy,
+            checker=self.checker,
+        )
+        self.book = CalibrationBook(
+            BookParams.from_config(config),
+            self.domain.properties,
+            self.domain.has_pass_fail,
+            self.ledger,
+            on_in_force=self._show_certificate,
+        )
+        self.trainer = Trainer(
+            self.domain,
+            TrainerParams.from_config(config),
+            self.ledger,
+            self.run_dir / "surrogates",
+            sync=config.executor == "inline",
+        )
+        self.dispatcher = Dispatcher(
+            self.executor,
+            DispatchParams.from_config(config, self.verifier),
+            self.stats,
+            self.ledger,
+        )
+        self.rows = RowWriter(
+            self.ledger, self.domain.name, self.domain.version, self.verifier.options_json
+        )
+        self.monitor = Monitor(self.domain, self.ledger)
+
+    # -- what the parts hold, for callers that inspect a run ------------------------------------
+    @property
+    def slots(self) -> dict[int, SurrogateSlot]:
+        return self.book.slots
+
+    @property
+    def champion(self) -> int | None:
+        return self.book.champion
+
+    @property
+    def challenger(self) -> int | None:
+        return self.book.challenger
+
+    @property
+    def pending(self) -> dict[int, PendingItem]:
+        return self.dispatcher.pending
+
+    @property
+    def queue(self) -> list[tuple[int, Candidate]]:
+        return self.dispatcher.queue
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _write_meta(self) -> None:
+        from foundry import __version__
+
+        self.cfg.dump(self.run_dir / "config.json")
+        self.ledger.set_meta("config", self.cfg.model_dump(mode="json"))
+        self.ledger.set_meta("domain", self.domain.describe())
+        self.ledger.set_meta("domain_options", json.loads(self.verifier.options_json))
+        self.ledger.set_meta(
+            "verifier",
+            {
+                "fidelity": self.verifier.fidelity,
+                "isolation": self.verifier.isolation,
+                "resources": self.verifier.resources.as_dict(),
+                "workers": self.stats.workers,
+            },
+        )
+        self.ledger.set_meta("foundry_version", __version__)
+        self.ledger.set_meta("started_at", time.time())
+
+    def add_challenger(self, model: Surrogate, n_labels: int = 0) -> int:
+        """Install an already trained surrogate; it must earn a certificate on this run's audits."""
+        return self._install(Trained(model, n_labels, 0.0))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> RunStats:
+        self._write_meta()
+        try:
+            while True:
+                self._absorb_training()
+                self._collect(timeout_s=0.0)
+                reason = self._stop_reason()
+                if reason:
+                    self.stats.stop_reason = reason
+                    break
+                if self._waiting_for_first_model():
+                    self._wait_for_work(timeout_s=0.2)
+                elif len(self.dispatcher.pending) < self.dispatcher.max_pending():
+                    if not self._produce_batch():
+                        self.stats.stop_reason = "candidate source exhausted"
+                        break
+                else:
+                    self._collect(timeout_s=0.2)  # back-pressure: the backlog is full
+                self.dispatcher.submit()
+                self._report()
+            self._drain()
+        finally:
+            self._finish()
+        return self.stats
+
+    def _wait_for_work(self, timeout_s: float) -> None:
+        """Block until a ground-truth result or the training thread finishes (no spinning: a
+        busy loop would hold the GIL the training thread needs)."""
+        if self.dispatcher.busy():
+            self.dispatcher.submit()
+            self._collect(timeout_s=timeout_s)
+        elif self.trainer.fitting:
+            self.trainer.join(timeout=timeout_s)
+
+    def _waiting_for_first_model(self) -> bool:
+        """Hold generation until the first surrogate exists: every candidate made before it
+        goes to the ground truth, so make just the ``min_train_labels`` the first fit needs,
+        then wait for the fit - seconds to minutes in which the ground truth would otherwise
+        label, expensively, items the model will soon decide for free."""
+        if not self._first_fit_pending():
+            return False
+        if self.trainer.fitting:
+            return True
+        return self._first_fit_quota() <= 0 and bool(self.dispatcher.pending)
+
+    def _first_fit_pending(self) -> bool:
+        """Before the first surrogate: hold to the first-fit quota (not after a failed fit,
+        which must not stall the run; it goes on as ground truth only until a refit works)."""
+        return (
+            self.cfg.pause_for_first_fit
+            and self.cfg.surrogate
+            and not self.book.slots
+            and not self.trainer.failures
+        )
+
+    def _first_fit_quota(self) -> int:
+        """Candidates still to make for the first fit (labels + those in flight count)."""
+        return self.cfg.min_train_labels - len(self.trainer.labels) - len(self.dispatcher.pending)
+
+    def _stop_reason(self) -> str:
+        budget = self.cfg.budget
+        elapsed = time.monotonic() - self._started
+        if budget.walltime_s is not None and elapsed >= budget.walltime_s:
+            return f"wall time {budget.walltime_s:g} s reached"
+        if budget.max_candidates is not None and self.stats.generated >= budget.max_candidates:
+            return f"{budget.max_candidates} candidates generated"
+        if (
+            budget.max_ground_truth_calls is not None
+            and self.stats.gt_calls + len(self.dispatcher.queue) >= budget.max_ground_truth_calls
+        ):
+            return f"{budget.max_ground_truth_calls} ground-truth calls used"
+        if budget.target_accepted is not None and self.stats.accepted >= budget.target_accepted:
+            return f"{budget.target_accepted} examples accepted"
+        return ""
+
+    def _drain(self) -> None:
+        deadline = None
+        if self.cfg.budget.walltime_s is not None:
+            deadline = time.monotonic() + max(self.verifier.resources.timeout_s * 2, 30.0)
+        pending = self.dispatcher.pending
+        while pending:
+            self.dispatcher.submit()
+            self._collect(timeout_s=0.2)
+            self._absorb_training()
+            self._report()
+            if deadline is not None and time.monotonic() > deadline:
+                self.ledger.event("warning", "drain", f"{len(pending)} items left pending at stop")
+                break
+        self.trainer.join()
+        self._absorb_training()
+
+    def _finish(self) -> None:
+        self.stats.elapsed_s = time.monotonic() - self._started
+        self.stats.pending = len(self.dispatcher.pending)
+        with contextlib.suppress(Exception):
+            self.ledger.set_meta("finished_at", time.time())
+            self.ledger.set_meta("stats", self.stats.as_dict())
+            self.monitor.flush(self.stats.generated)
+        try:
+            if self.checker is not None:
+                self.checker.close()
+            if self._owns_executor:
+                self.executor.close()
+        finally:
+            self.ledger.close()  # commits what is pending, whatever happened above
+        self._report(final=True)
+
+    def _report(self, final: bool = False) -> None:
+        self.stats.elapsed_s = time.monotonic() - self._started
+        self.stats.pending = len(self.dispatcher.pending)
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    # -- producing and routing ----------------------------------------------------------------
+    def _produce_batch(self) -> bool:
+        n = self.cfg.batch_size
+        if self._first_fit_pending():
+            n = min(n, max(self._first_fit_quota(), 1))
+        if self.cfg.budget.max_candidates is not None:
+            n = min(n, self.cfg.budget.max_candidates - self.stats.generated)
+        batch = self.intake.produce(n)
+        if batch is None:
+            return False
+        now = time.time()
+        decisions = {"invalid": len(batch.invalid)} if batch.invalid else {}
+        if batch.invalid:
+            self.stats.invalid += len(batch.invalid)
+            self.rows.insert_invalid(batch.invalid, self.intake.generator_hash, now)
+        if batch.fresh.candidates:
+            decisions.update(self._screen_and_route(batch.fresh, now))
+        self.monitor.observe(decisions, batch.fresh.candidates)
+        return True
+
+    def _screen_and_route(self, fresh: Fresh, now: float) -> dict[str, int]:
+        """Score, route and record a batch of rule-valid candidates; returns decision counts.
+
+        Vectorised over the batch: per-item Python objects are made only for the items that
+        go to the ground truth.
+        """
+        cands = fresh.candidates
+        n = len(cands)
+        scored = self.book.score(cands)
+        opinions = [s for s in scored.values() if s is not None]
+        champ_scores = scored.get(self.book.champion) if self.book.champion is not None else None
+        shown = champ_scores if champ_scores is not None else (opinions[-1] if opinions else None)
+        cert = self.book.certificate
+        routes = route_batch(
+            self.audit_rng.random(n),
+            self._audit_rate,
+            cert,
+            champ_scores.accept_risk if champ_scores is not None else None,
+            champ_scores.reject_risk if champ_scores is not None else None,
+            has_surrogate=bool(scored),
+            scored=bool(opinions),
+        )
+        columns = routed_columns(fresh.seqs, fresh.texts, cands, routes, shown, cert, now)
+        to_truth = routes.to_truth
+        decision = routes.decision
+        counts = {"pending": int(np.count_nonzero(to_truth))}
+        for kind in ("accepted", "rejected"):
+            k = int(np.count_nonzero(decision == kind))
+            if k:
+                counts[kind] = k
+        self.stats.accepted += counts.get("accepted", 0)
+        self.stats.surrogate_accepted += counts.get("accepted", 0)
+        self.stats.rejected += counts.get("rejected", 0)
+        self.stats.surrogate_rejected += counts.get("rejected", 0)
+        self.rows.insert(n, columns, self.intake.generator_hash, now)
+        for i in np.flatnonzero(to_truth).tolist():
+            item_scores = [s.item(i) for s in opinions]
+            item = PendingItem(cands[i], bool(routes.audit[i]), routes.route[i], item_scores)
+            self.dispatcher.add(fresh.seqs[i], item)
+        return counts
+
+    # -- ground truth -----------------------------------------------------------------------------
+    def _collect(self, timeout_s: float) -> None:
+        outcomes = self.dispatcher.collect(timeout_s)
+        if not outcomes:
+            return
+        updates = [self._land(item, result) for item, result in self.dispatcher.settle(outcomes)]
+        self.ledger.update_ground_truth(updates)
+        self.book.maybe_calibrate()
+        if self.trainer.maybe_start(self.book.challenger_slot) and self.trainer.sync:
+            self._absorb_training()
+
+    def _land(self, item: PendingItem, result: GTResult) -> GroundTruthUpdate:
+        """Fold one final ground-truth result in: a label, maybe an audit, and its row update."""
+        now = time.time()
+        verdict = result.verdict
+        if verdict is not None:
+            self.trainer.labels.append((item.candidate, verdict))
+            if verdict.passed:
+                self.stats.accepted += 1
+            else:
+                self.stats.rejected += 1
+        else:
+            self.stats.failed += 1
+        if item.audit:
+            self.stats.audits += 1
+            self.book.record_audit(item.scores, verdict)
+        return ground_truth_update(item, result, now)
+
+    # -- surrogate versions -----------------------------------------------------------------------
+    def _absorb_training(self) -> None:
+        trained = self.trainer.take()
+        if trained is not None:
+            self._install(trained)
+
+    def _install(self, trained: Trained) -> int:
+        """Make a trained model the book's newest version (the challenger) and save it."""
+        slot = self.book.add_version(trained.model, trained.n_labels, trained.fit_s)
+        self.stats.surrogate_versions = slot.version
+        self.trainer.save(slot.version, trained.model)
+        return slot.version
+
+    def _show_certificate(self, slot: SurrogateSlot) -> None:
+        """Display the certificate now in force (the book calls this when it changes)."""
+        cert = slot.certificate
+        self.stats.champion = slot.version
+        if cert is not None and cert.accept.certified:
+            self.stats.accept_threshold = cert.accept.threshold
+            self.stats.bound = cert.accept.upper_bound
+        else:
+            self.stats.accept_threshold = None
+            self.stats.bound = None

@@ -1,0 +1,47 @@
+"""The run's counters, shared by the loop's parts (each bumps the ones it owns)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunStats:
+    """Counters the progress display and the summary read."""
+
+    generated: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    surrogate_accepted: int = 0
+    surrogate_rejected: int = 0
+    gt_calls: int = 0
+    gt_walltime_s: float = 0.0
+    audits: int = 0
+    pending: int = 0
+    surrogate_versions: int = 0
+    champion: int | None = None
+    accept_threshold: float | None = None
+    bound: float | None = None
+    elapsed_s: float = 0.0
+    generator_failures: int = 0
+    #: items per ground-truth task at the moment (grows for fast verifiers on Dask)
+    chunk_size: int = 0
+    #: ground-truth tasks the executor runs at once (worker threads)
+    workers: int = 0
+    #: ground-truth results by failure kind (timeout, crash, resource_limit, ...)
+    failures: dict[str, int] = field(default_factory=dict)
+    stop_reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["failures"] = dict(self.failures)
+        return out
+
+
+ProgressCallback = Callable[[RunStats], None]
+SteeringPolicy = Callable[[RunStats, Mapping[str, float]], Mapping[str, float]]

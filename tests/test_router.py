@@ -1,0 +1,117 @@
+"""The pure router on given arrays: every route, exactly, with no ledger and no scheduler."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from foundry.calibration import RouteCertificate
+from foundry.loop.book import Certificate
+from foundry.loop.router import route_batch
+
+NONE = -math.inf  # the threshold of a route on which nothing was certified
+
+
+def certificate(accept: float, reject: float | None) -> Certificate:
+    def route(name: str, threshold: float) -> RouteCertificate:
+        return RouteCertificate(name, threshold, 100, 1, 0.04, 0.05, 0.01)
+
+    return Certificate(
+        1, 1, route("accept", accept), None if reject is None else route("reject", reject)
+    )
+
+
+def as_lists(routes):
+    return routes.route.tolist(), routes.decision.tolist(), routes.audit.tolist()
+
+
+def test_without_a_surrogate_every_item_is_an_audit_for_the_ground_truth():
+    routes = route_batch(np.array([0.1, 0.9, 0.5]), 0.1, None, has_surrogate=False, scored=False)
+    assert as_lists(routes) == (["no_surrogate"] * 3, ["pending"] * 3, [True] * 3)
+    assert routes.to_truth.tolist() == [True] * 3
+
+
+def test_a_surrogate_that_could_not_score_sends_items_to_the_ground_truth_unaudited():
+    routes = route_batch(np.array([0.1, 0.9]), 0.1, certificate(0.1, 0.1), scored=False)
+    assert as_lists(routes) == (["surrogate_error"] * 2, ["pending"] * 2, [False] * 2)
+
+
+def test_until_a_certificate_is_in_force_every_scored_item_is_an_audit():
+    risks = np.array([0.0, 0.0]), np.array([0.0, 0.0])  # would be decided if certified
+    expected = (["uncalibrated"] * 2, ["pending"] * 2, [True] * 2)
+    draws = np.array([0.9, 0.9])
+    assert as_lists(route_batch(draws, 0.1, None, *risks)) == expected
+    uncertified = certificate(NONE, NONE)
+    assert not uncertified.certified
+    assert as_lists(route_batch(draws, 0.1, uncertified, *risks)) == expected
+    # a certified champion that failed to score (only the challenger did) decides nothing
+    assert as_lists(route_batch(draws, 0.1, certificate(0.1, 0.1), None, None)) == expected
+
+
+def test_certified_routes_audit_first_then_accept_then_reject_else_uncertain():
+    draws = np.array([0.1, 0.9, 0.9, 0.9, 0.25, 0.9, 0.9, 0.9])
+    accept = np.array([0.05, 0.05, 0.5, 0.5, 0.01, 0.15, 0.05, 0.1])
+    reject = np.array([0.9, 0.9, 0.1, 0.5, 0.9, 0.2, 0.05, 0.9])
+    routes = route_batch(draws, 0.25, certificate(0.1, 0.2), accept, reject)
+    route, decision, audit = as_lists(routes)
+    assert route == [
+        "audit",  # drawn before looking at the score: a low risk does not escape the audit
+        "surrogate_accept",
+        "surrogate_reject",
+        "uncertain",
+        "surrogate_accept",  # draw == audit_rate is not an audit
+        "surrogate_reject",  # reject_risk == threshold is decided
+        "surrogate_accept",  # both risks low: accept is tried first
+        "surrogate_accept",  # accept_risk == threshold is decided
+    ]
+    assert decision == [
+        "pending",
+        "accepted",
+        "rejected",
+        "pending",
+        "accepted",
+        "rejected",
+        "accepted",
+        "accepted",
+    ]
+    assert audit == [True, False, False, False, False, False, False, False]
+    assert routes.to_truth.tolist() == [True, False, False, True, False, False, False, False]
+
+
+def test_a_certificate_without_a_reject_route_never_rejects():
+    draws = np.array([0.9, 0.9, 0.0])
+    accept, reject = np.array([0.5, 0.01, 0.01]), np.array([0.0, 0.0, 0.0])
+    routes = route_batch(draws, 0.1, certificate(0.1, None), accept, reject)
+    assert as_lists(routes) == (
+        ["uncertain", "surrogate_accept", "audit"],
+        ["pending", "accepted", "pending"],
+        [False, False, True],
+    )
+
+
+def test_a_certificate_for_rejection_only_decides_rejections():
+    draws = np.array([0.9, 0.9, 0.9])
+    accept, reject = np.array([0.0, 0.0, 0.0]), np.array([0.01, 0.5, 0.02])
+    routes = route_batch(draws, 0.1, certificate(NONE, 0.02), accept, reject)
+    assert as_lists(routes) == (
+        ["surrogate_reject", "uncertain", "surrogate_reject"],
+        ["rejected", "pending", "rejected"],
+        [False, False, False],
+    )
+
+
+def test_no_audits_at_audit_rate_zero_and_nan_risks_are_never_decided():
+    draws = np.array([0.0, 0.0, 0.0])
+    accept, reject = np.array([np.nan, 0.01, np.nan]), np.array([np.nan, 0.9, 0.01])
+    routes = route_batch(draws, 0.0, certificate(0.1, 0.1), accept, reject)
+    assert as_lists(routes) == (
+        ["uncertain", "surrogate_accept", "surrogate_reject"],
+        ["pending", "accepted", "rejected"],
+        [False, False, False],
+    )
+
+
+def test_an_empty_batch_routes_to_empty_arrays():
+    routes = route_batch(np.zeros(0), 0.1, certificate(0.1, 0.1), np.zeros(0), np.zeros(0))
+    assert as_lists(routes) == ([], [], [])
