@@ -10,8 +10,9 @@ confident except on a 5 % "hard" slice it is unsure about. Once certified, about
 items are decided by the surrogate; the rest (audits, hard items) go to the ground truth.
 
 The domains live in this module and are named ``benchmarks.overhead:NoopDomain`` (and
-``...:SleepyDomain``): ground-truth children and Dask workers import them by that spec, so
-:func:`main` puts the repository root on ``sys.path`` and ``PYTHONPATH`` before anything starts.
+``...:SleepyDomain``, ``...:SlowDomain``): ground-truth children and Dask workers import
+them by that spec, so :func:`main` puts the repository root on ``sys.path`` and
+``PYTHONPATH`` before anything starts.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from foundry.contract import Candidate, Domain, GroundTruth, Predictions, Verdict
+from foundry.execution.resources import Resources
 
 ROOT = Path(__file__).resolve().parent.parent
 #: seconds spent inside the surrogate's predict, per process (read by the coordinator)
@@ -124,6 +126,21 @@ class SleepyDomain(NoopDomain):
     gt_sleep_s = 0.001
 
 
+class SlowGroundTruth(NoopGroundTruth):
+    """A 1 s verifier that says so: one item a task from the start."""
+
+    resources = Resources(expected_cost_s=1.0, timeout_s=30.0)
+
+
+class SlowDomain(NoopDomain):
+    """The no-op domain with a 1 s ground truth (a DFT or MD call stands behind it)."""
+
+    name = "noop-slow"
+
+    def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
+        return SlowGroundTruth(1.0)
+
+
 # -- the measurement ------------------------------------------------------------------------------
 
 
@@ -133,6 +150,9 @@ class Case:
     domain: str
     executor: str
     isolation: str
+    #: candidates for this case (None: the run's --n)
+    n: int | None = None
+    surrogate: bool = True
 
 
 @dataclass
@@ -150,6 +170,11 @@ class Result:
     gt_walltime_s: float
     workers: int
     chunk_size: int
+
+    @property
+    def busy(self) -> float:
+        """Verifier seconds over worker seconds of the loop: how busy the workers were."""
+        return self.gt_walltime_s / max(self.workers * self.loop_s, 1e-9)
 
     @property
     def verifier_limit(self) -> float:
@@ -181,6 +206,7 @@ def _steady_rate(samples: list[tuple[float, int]], n: int) -> float:
 
 
 def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result:
+    n = case.n or n
     from foundry.config import load_config
     from foundry.loop import RunStats, Scheduler
 
@@ -194,6 +220,7 @@ def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result
         isolation=case.isolation,
         n_workers=n_workers,
         progress=False,
+        surrogate=case.surrogate,
         budget={"max_candidates": n},
     )
     samples: list[tuple[float, int]] = []
@@ -243,6 +270,14 @@ CASES = {
     "a": Case("a: local dask, process", "benchmarks.overhead:NoopDomain", "local", "process"),
     "b": Case("b: inline, none", "benchmarks.overhead:NoopDomain", "inline", "none"),
     "c": Case("c: local dask, 1 ms GT", "benchmarks.overhead:SleepyDomain", "local", "process"),
+    "d": Case(
+        "d: local dask, 1 s GT, GT only",
+        "benchmarks.overhead:SlowDomain",
+        "local",
+        "process",
+        n=60,
+        surrogate=False,
+    ),
 }
 
 
@@ -262,6 +297,7 @@ def print_table(results: list[Result], target: float) -> None:
         "surrogate-decided",
         "chunk",
         "verifier limit",
+        "workers busy",
         "ledger",
         "surrogate",
     ):
@@ -279,6 +315,7 @@ def print_table(results: list[Result], target: float) -> None:
             f"{r.surrogate_frac:.1%}",
             f"{r.chunk_size:,}",
             "-" if r.verifier_limit == float("inf") else f"{r.verifier_limit:,.0f}",
+            f"{r.busy:.1%}",
             f"{r.ledger_share:.1%}",
             f"{r.surrogate_share:.1%}",
         )
@@ -288,8 +325,10 @@ def print_table(results: list[Result], target: float) -> None:
         " total s: construction + run + close.\nsteady: generation rate between 20 % and 90 %"
         " of the budget. chunk: items per ground-truth task at the end. verifier limit: the rate"
         " (cand/s) at which\nthe verifier alone would saturate the workers (workers x candidates /"
-        " verifier seconds; '-' when negligible).\nledger, surrogate: share of loop s spent in"
-        " Ledger writes, in the surrogate's predict."
+        " verifier seconds; '-' when negligible). workers busy: verifier seconds / (workers x"
+        " loop s).\nledger, surrogate: share of loop s spent in Ledger writes, in the"
+        " surrogate's predict. d runs 60 candidates, all to the ground truth (target: busy"
+        " >= 90 %)."
     )
 
 
@@ -309,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None, help="candidates per config")
     parser.add_argument("--quick", action="store_true", help="20k candidates per config")
-    parser.add_argument("--configs", default="abc", help="which of a, b, c to run (default abc)")
+    parser.add_argument(
+        "--configs", default="abcd", help="which of a, b, c, d to run (default abcd)"
+    )
     parser.add_argument("--n-workers", type=int, default=None, help="Dask workers (default cores)")
     parser.add_argument("--target", type=float, default=20_000.0)
     parser.add_argument("--profile", action="store_true", help="cProfile config b instead")
@@ -327,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for key in args.configs:
             case = CASES[key]
-            print(f"running {case.label} with {n:,} candidates ...", file=sys.stderr, flush=True)
+            count = case.n or n
+            print(f"running {case.label}, {count:,} candidates ...", file=sys.stderr, flush=True)
             results.append(run_case(case, n, Path(tmp), args.n_workers))
     print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}")
     print_table(results, args.target)

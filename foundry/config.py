@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Budget(BaseModel):
@@ -177,6 +177,25 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class ConfigError(ValueError):
+    """The run configuration is invalid; the message is one line naming the key."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "config"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"config {where}: {first.get('msg', 'invalid')}{shown}{more}"
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
+    """The validated run config from ``path`` and ``overrides``; :class:`ConfigError` (one
+    line) when it is invalid."""
     data = read_config_file(path) if path else {}
-    return RunConfig.model_validate(merge(data, overrides))
+    try:
+        return RunConfig.model_validate(merge(data, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None

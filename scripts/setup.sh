@@ -55,7 +55,9 @@ command -v "$python" >/dev/null 2>&1 || die "no '$python' on PATH: install Pytho
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "$("$python" -V 2>&1) is too old: foundry needs Python >= 3.11 (set PYTHON=...)"
 
-need_pkgs=()
+# bubblewrap: the sandbox of isolation = "bwrap" (hostile candidates: code, proofs) and of
+# its tests; taskset (util-linux) for the CPU-affinity tests.
+need_pkgs=(bubblewrap util-linux)
 if [ "$wants_spice" = 1 ]; then
   # ngspice: the CLI; libngspice0: the shared library PySpice drives in-process;
   # libngspice0-dev: the unversioned libngspice.so symlink, without which PySpice cannot find it.
@@ -157,5 +159,9 @@ print("[setup] verify: PySpice loaded libngspice")
 PY
 fi
 has_extra dev && "$venv/bin/ruff" --version >/dev/null
+command -v bwrap >/dev/null 2>&1 || die "bwrap is not on PATH (apt-get install bubblewrap)"
+if ! bwrap --unshare-all --die-with-parent --ro-bind / / -- /bin/true >/dev/null 2>&1; then
+  say "WARNING: bwrap cannot create a sandbox here (user namespaces disabled?); isolation = \"bwrap\" will stop runs with that reason"
+fi
 echo "$stamp" > "$stamp_file"
 say "done in $((SECONDS - start)) s. Activate with: source ${venv#"$repo"/}/bin/activate"

@@ -260,3 +260,17 @@ class ResettingStatefulDomain(ProbeDomain):
 
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
         return ResettingStatefulTruth(Resources(), 1.0)
+
+
+class SickTruth(StatefulTruth):
+    """Reports itself unfit after every item: the host must replace it each time."""
+
+    def health(self) -> str | None:
+        return "lost its checker process"
+
+
+class SickDomain(ProbeDomain):
+    name: ClassVar[str] = "sick"
+
+    def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
+        return SickTruth(Resources(), 1.0)

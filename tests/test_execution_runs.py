@@ -153,3 +153,40 @@ def test_the_run_reports_its_workers(tmp_path):
     s = Scheduler(_cfg(tmp_path))
     assert s.stats.workers == 1
     s.ledger.close()
+
+
+def test_the_cli_reports_config_errors_of_the_execution_plane_in_one_line(tmp_path, capsys):
+    from foundry.cli import main
+
+    base = ["run", "--domain", "probe_domain:ProbeDomain", "--run-dir", str(tmp_path / "r"),
+            "--executor", "inline", "--no-progress", "--max-candidates", "4"]  # fmt: skip
+    cases = [
+        (["--set", "domain_options.basis=def2-svp"], "unknown option(s) ['basis']"),
+        (["--set", "domain_options.isolation=bwrap", "--isolation", "process"], "weaker than"),
+        (["--set", "resources.timeout_s=-1"], "timeout_s"),
+        (["--timeout-s", "0"], "timeout_s"),
+    ]
+    for extra, fragment in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert fragment in err, (extra, err)
+        assert len(err.splitlines()) <= 2, err
+
+
+def test_a_run_with_options_from_the_cli(tmp_path):
+    from foundry.cli import main
+
+    run_dir = tmp_path / "r"
+    args = ["run", "--domain", "probe_domain:ProbeDomain", "--run-dir", str(run_dir),
+            "--executor", "inline", "--no-progress", "--max-candidates", "5",
+            "--set", "domain_options.scale=7.5", "--set", "surrogate=false",
+            "--timeout-s", "5"]  # fmt: skip
+    assert main(args) == 0
+    db = sqlite3.connect(run_dir / "ledger.sqlite")
+    measured = [
+        json.loads(m)["scale"] for (m,) in db.execute("SELECT gt_measurements FROM examples")
+    ]
+    meta = json.loads(db.execute("SELECT value FROM meta WHERE key='verifier'").fetchone()[0])
+    db.close()
+    assert measured == [7.5] * 5
+    assert meta["resources"]["timeout_s"] == 5.0 and meta["isolation"] == "process"

@@ -142,3 +142,14 @@ def test_a_missing_bwrap_is_a_setup_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SetupError, match="apt-get install bubblewrap"):
         BwrapLauncher().check()
+
+
+def test_the_current_directory_is_not_exposed_even_when_on_the_import_path(
+    sandboxed, tmp_path, monkeypatch
+):
+    secret = tmp_path / "notes.txt"
+    secret.write_text("private")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m ...` run from $HOME does
+    (boxed,) = run(sandboxed(), probe("read", str(secret)))
+    assert boxed.verdict.measurements["read"] == 0

@@ -323,6 +323,7 @@ def test_a_surrogate_that_cannot_fit_leaves_a_ground_truth_only_run(tmp_path):
 def test_tasks_are_sized_from_the_verifiers_cost(tmp_path):
     """Slow verifiers one item a task, fast ones grown to chunk_target_s, unknown ones probed
     with one item; a configured chunk_size is taken as is."""
+
     def dispatcher_for(**kw):
         cfg = RunConfig(
             domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / "run",

@@ -45,7 +45,7 @@ def test_options_round_trip_check():
     _check(ProbeDomain(), "check_options")()
 
 
-def test_an_unhealthy_verifier_is_replaced(host_factory=None):
+def test_a_child_above_its_memory_threshold_is_recycled():
     h = ChildHost(spec(recycle_above_mb=1))  # any Python process is above 1 MB: every item
     try:
         results = run(h, probe("ok"), probe("ok"), probe("ok"))
@@ -53,3 +53,13 @@ def test_an_unhealthy_verifier_is_replaced(host_factory=None):
         h.close()
     assert all(r.verdict is not None for r in results)
     assert h.restarts == 3
+
+
+def test_an_unhealthy_verifier_is_replaced_after_its_item():
+    h = ChildHost(VerifierSpec("probe_domain:SickDomain"))
+    try:
+        results = h.verify_many([(i, Candidate({"probe": "ok", "i": i})) for i in range(3)])
+    finally:
+        h.close()
+    assert all(r.verdict is not None and r.verdict.passed for r in results)
+    assert h.restarts == 3  # health() said no after each item

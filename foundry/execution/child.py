@@ -1,8 +1,9 @@
 """The verifier child: the process (or sandbox) a worker's warm ground truth lives in.
 
 Started by :class:`foundry.execution.host.ChildHost` as
-``python -I -c BOOTSTRAP PATHS IN_FD OUT_FD``: isolated mode (no current directory on
-sys.path, no PYTHON* variables), the parent's import paths given explicitly. Frames travel
+``python -I -c BOOTSTRAP PATHS IN_FD OUT_FD``: isolated mode (nothing added to sys.path
+implicitly, no PYTHON* variables), the parent's import paths given explicitly with the
+current directory last, so that nothing there shadows the standard library. Frames travel
 on two private pipes, never on stdin/stdout: fd 0 is /dev/null and fds 1 and 2 go to a log
 the host reads for error messages, so whatever a tool prints cannot reach the protocol.
 
@@ -123,6 +124,7 @@ def _serve(reader: FrameReader, out_fd: int, runner: VerifierRunner) -> None:
         for key, wire in message.get("items", ()):
             warm = set(proctree.descendants(os.getpid())) if proctree.has_children() else set()
             candidate = candidate_from_wire(wire)
+            _reset_log()
             if op == "check":
                 reason = runner.check(candidate)
                 _sweep(warm)
@@ -150,6 +152,15 @@ def _serve(reader: FrameReader, out_fd: int, runner: VerifierRunner) -> None:
             )
             if recycle:
                 return
+
+
+def _reset_log() -> None:
+    """Start the item's output at offset 0 of the log (fds 1 and 2 share one file and its
+    offset), so that the ``output_mb`` rlimit counts one item's output, not the child's."""
+    with contextlib.suppress(OSError):
+        if os.lseek(1, 0, os.SEEK_CUR):
+            os.ftruncate(1, 0)
+            os.lseek(1, 0, os.SEEK_SET)
 
 
 def _sweep(warm: set[int]) -> None:

@@ -65,15 +65,21 @@ class _StartTimeout(Exception):
 
 
 def child_import_paths() -> list[str]:
-    """The parent's import path minus the current directory: a file named like a stdlib
-    module there (``inspect.py``) must not shadow the real one in the child."""
+    """The parent's import path, absolute, with the current directory moved to the end.
+
+    The child runs in isolated mode, so nothing is added implicitly; a file in the current
+    directory named like a module (``inspect.py``, ``json.py``) can then never shadow the
+    standard library or an installed package, while code that is only importable from there
+    (a plugin under development, a benchmark module) still is.
+    """
     cwd = os.path.realpath(os.getcwd())
-    out = []
+    first, last = [], []
     for entry in sys.path:
-        if not entry or not os.path.isdir(entry) or os.path.realpath(entry) == cwd:
+        absolute = os.path.abspath(entry or ".")
+        if not os.path.isdir(absolute):
             continue
-        out.append(os.path.abspath(entry))
-    return list(dict.fromkeys(out))
+        (last if os.path.realpath(absolute) == cwd else first).append(absolute)
+    return list(dict.fromkeys(first + last))
 
 
 def child_environment(spec: VerifierSpec, workdir: str, tmpdir: str) -> dict[str, str]:
@@ -235,14 +241,6 @@ class ChildHost:
             return text[-n_chars:] if text else "(no output)"
         return "(log unavailable)"
 
-    def _reset_log(self) -> None:
-        """Empty the child's stdout/stderr log (its file offset is shared, so the child's
-        next write lands at 0 and ``output_mb`` counts one item's output)."""
-        fd = self._log.fileno()
-        if os.fstat(fd).st_size:
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-
     def close(self) -> None:
         tree = self._tree()[1:]
         if self._alive() and self._to_child >= 0:
@@ -324,7 +322,6 @@ class ChildHost:
                     return out
             try:
                 wire = [[key, candidate_to_wire(c)] for key, c in pending]
-                self._reset_log()
                 write_frame(self._to_child, {"op": op, "items": wire})
             except (BrokenPipeError, OSError):
                 self._kill()
@@ -349,9 +346,6 @@ class ChildHost:
                     self._retire()
                     pending = list(sent[position + 1 :])
                     break
-                if position + 1 < len(sent):
-                    with contextlib.suppress(OSError):
-                        self._reset_log()
         return out
 
     def _retire(self) -> None:

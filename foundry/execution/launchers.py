@@ -87,15 +87,19 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 
 
 def python_read_paths() -> list[str]:
-    """Host paths this interpreter and the foundry's packages live in (bound read-only)."""
+    """Host paths this interpreter and the foundry's packages live in (bound read-only):
+    prefixes, import-path entries (except the current directory), the packages' folders."""
     paths: list[str] = []
     for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
         paths.append(p)
     paths.append(str(Path(os.path.realpath(sys.executable)).parent.parent))
-    cwd = os.getcwd()
+    cwd = os.path.realpath(os.getcwd())
     for entry in sys.path:
-        if entry and os.path.isdir(entry) and os.path.realpath(entry) != os.path.realpath(cwd):
-            paths.append(os.path.abspath(entry))
+        # not the current directory: it is often the home directory, and the sandbox must
+        # not see it whole (a plugin run under bwrap is imported from elsewhere)
+        absolute = os.path.abspath(entry or ".")
+        if os.path.isdir(absolute) and os.path.realpath(absolute) != cwd:
+            paths.append(absolute)
     import foundry
 
     for name in ("foundry", "foundry.domains", "foundry.surrogates", "foundry.simulators"):
