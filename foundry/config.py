@@ -77,6 +77,22 @@ class RunConfig(BaseModel):
         None, gt=0, lt=1, description="target error rate of surrogate rejections (default alpha)"
     )
     audit_rate: float = Field(0.1, gt=0, le=1, description="fraction of surrogate-decided audits")
+    max_item_risk: float = Field(
+        0.1,
+        gt=0,
+        le=0.5,
+        description="no item whose own predicted risk is above this is decided by the "
+        "surrogate, however good the certificate of its slice",
+    )
+    deterministic: bool = Field(
+        False,
+        description="fold ground-truth results in at batch boundaries, in submission order, "
+        "and train synchronously: the same seed and results give the same decisions whatever "
+        "the timing (the loop may wait for results)",
+    )
+    deterministic_lag_batches: int = Field(
+        2, ge=1, description="batches a result may be late before a deterministic run waits"
+    )
     recalibrate_growth: float = Field(
         2.0, gt=1, description="recalibrate when a version's audits grow by this factor"
     )

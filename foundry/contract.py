@@ -264,6 +264,10 @@ class Domain(abc.ABC):
     #: the run config, are validated there, recorded with every example, and passed to the
     #: domain's constructor on every worker.
     Options: ClassVar[type | None] = None
+    #: The slices ``slice_of`` returns, when they are known up front (circuits: its
+    #: topologies): the run's confidence is then shared equally among them. ``None``: slices
+    #: are open-ended and shared by order of first appearance.
+    slices: ClassVar[tuple[str, ...] | None] = None
     #: True when ``check`` parses hostile input (programs, proofs): it then runs in a guarded
     #: child process under a time limit, and a hang or crash makes the candidate invalid.
     untrusted_check: ClassVar[bool] = False
@@ -302,6 +306,11 @@ class Domain(abc.ABC):
         """Real, published examples (``source='real'``) for mixing and monitoring."""
         return []
 
+    def slice_of(self, candidate: Candidate) -> str:
+        """The slice a user filters by (topology, element set, difficulty). Each slice gets its
+        own certificate, so the guarantee holds for every slice, not only on average."""
+        return "all"
+
     # -- helpers shared by every domain ---------------------------------------------------
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -316,4 +325,5 @@ class Domain(abc.ABC):
             "fidelities": list(cls.fidelities),
             "steering_defaults": dict(cls.steering_defaults),
             "untrusted_check": cls.untrusted_check,
+            "slices": list(cls.slices) if cls.slices is not None else None,
         }

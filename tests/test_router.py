@@ -6,19 +6,25 @@ import math
 
 import numpy as np
 
-from foundry.calibration import RouteCertificate
-from foundry.loop.book import Certificate
+from foundry.loop.book import Thresholds
 from foundry.loop.router import route_batch
 
 NONE = -math.inf  # the threshold of a route on which nothing was certified
 
 
-def certificate(accept: float, reject: float | None) -> Certificate:
-    def route(name: str, threshold: float) -> RouteCertificate:
-        return RouteCertificate(name, threshold, 100, 1, 0.04, 0.05, 0.01)
-
-    return Certificate(
-        1, 1, route("accept", accept), None if reject is None else route("reject", reject)
+def certificate(accept: float, reject: float | None, n: int) -> Thresholds:
+    """The same certificate for every one of ``n`` items (one stratum)."""
+    reject = NONE if reject is None else reject
+    certified = accept > NONE or reject > NONE
+    return Thresholds(
+        accept=np.full(n, accept),
+        reject=np.full(n, reject),
+        certified=np.full(n, certified),
+        calibration=np.full(n, 1 if certified else -1),
+        accept_bound=np.full(n, 0.04),
+        reject_bound=np.full(n, 0.04),
+        alpha=0.05,
+        reject_alpha=0.05,
     )
 
 
@@ -33,7 +39,7 @@ def test_without_a_surrogate_every_item_is_an_audit_for_the_ground_truth():
 
 
 def test_a_surrogate_that_could_not_score_sends_items_to_the_ground_truth_unaudited():
-    routes = route_batch(np.array([0.1, 0.9]), 0.1, certificate(0.1, 0.1), scored=False)
+    routes = route_batch(np.array([0.1, 0.9]), 0.1, certificate(0.1, 0.1, 2), scored=False)
     assert as_lists(routes) == (["surrogate_error"] * 2, ["pending"] * 2, [False] * 2)
 
 
@@ -42,18 +48,18 @@ def test_until_a_certificate_is_in_force_every_scored_item_is_an_audit():
     expected = (["uncalibrated"] * 2, ["pending"] * 2, [True] * 2)
     draws = np.array([0.9, 0.9])
     assert as_lists(route_batch(draws, 0.1, None, *risks)) == expected
-    uncertified = certificate(NONE, NONE)
-    assert not uncertified.certified
+    uncertified = certificate(NONE, NONE, 2)
+    assert not uncertified.certified.any()
     assert as_lists(route_batch(draws, 0.1, uncertified, *risks)) == expected
     # a certified champion that failed to score (only the challenger did) decides nothing
-    assert as_lists(route_batch(draws, 0.1, certificate(0.1, 0.1), None, None)) == expected
+    assert as_lists(route_batch(draws, 0.1, certificate(0.1, 0.1, 2), None, None)) == expected
 
 
 def test_certified_routes_audit_first_then_accept_then_reject_else_uncertain():
     draws = np.array([0.1, 0.9, 0.9, 0.9, 0.25, 0.9, 0.9, 0.9])
     accept = np.array([0.05, 0.05, 0.5, 0.5, 0.01, 0.15, 0.05, 0.1])
     reject = np.array([0.9, 0.9, 0.1, 0.5, 0.9, 0.2, 0.05, 0.9])
-    routes = route_batch(draws, 0.25, certificate(0.1, 0.2), accept, reject)
+    routes = route_batch(draws, 0.25, certificate(0.1, 0.2, 8), accept, reject)
     route, decision, audit = as_lists(routes)
     assert route == [
         "audit",  # drawn before looking at the score: a low risk does not escape the audit
@@ -82,7 +88,7 @@ def test_certified_routes_audit_first_then_accept_then_reject_else_uncertain():
 def test_a_certificate_without_a_reject_route_never_rejects():
     draws = np.array([0.9, 0.9, 0.0])
     accept, reject = np.array([0.5, 0.01, 0.01]), np.array([0.0, 0.0, 0.0])
-    routes = route_batch(draws, 0.1, certificate(0.1, None), accept, reject)
+    routes = route_batch(draws, 0.1, certificate(0.1, None, 3), accept, reject)
     assert as_lists(routes) == (
         ["uncertain", "surrogate_accept", "audit"],
         ["pending", "accepted", "pending"],
@@ -93,7 +99,7 @@ def test_a_certificate_without_a_reject_route_never_rejects():
 def test_a_certificate_for_rejection_only_decides_rejections():
     draws = np.array([0.9, 0.9, 0.9])
     accept, reject = np.array([0.0, 0.0, 0.0]), np.array([0.01, 0.5, 0.02])
-    routes = route_batch(draws, 0.1, certificate(NONE, 0.02), accept, reject)
+    routes = route_batch(draws, 0.1, certificate(NONE, 0.02, 3), accept, reject)
     assert as_lists(routes) == (
         ["surrogate_reject", "uncertain", "surrogate_reject"],
         ["rejected", "pending", "rejected"],
@@ -104,7 +110,7 @@ def test_a_certificate_for_rejection_only_decides_rejections():
 def test_no_audits_at_audit_rate_zero_and_nan_risks_are_never_decided():
     draws = np.array([0.0, 0.0, 0.0])
     accept, reject = np.array([np.nan, 0.01, np.nan]), np.array([np.nan, 0.9, 0.01])
-    routes = route_batch(draws, 0.0, certificate(0.1, 0.1), accept, reject)
+    routes = route_batch(draws, 0.0, certificate(0.1, 0.1, 3), accept, reject)
     assert as_lists(routes) == (
         ["uncertain", "surrogate_accept", "surrogate_reject"],
         ["pending", "accepted", "rejected"],
@@ -113,5 +119,30 @@ def test_no_audits_at_audit_rate_zero_and_nan_risks_are_never_decided():
 
 
 def test_an_empty_batch_routes_to_empty_arrays():
-    routes = route_batch(np.zeros(0), 0.1, certificate(0.1, 0.1), np.zeros(0), np.zeros(0))
+    routes = route_batch(np.zeros(0), 0.1, certificate(0.1, 0.1, 0), np.zeros(0), np.zeros(0))
     assert as_lists(routes) == ([], [], [])
+
+
+def test_each_item_is_routed_by_the_certificate_of_its_own_slice():
+    """One batch, two slices: slice A is certified (accept <= 0.1), slice B is not; B's items
+    are all audits whatever their risk, A's follow the usual order."""
+    a, b = certificate(0.1, 0.05, 4), certificate(NONE, NONE, 4)
+    in_a = np.array([True, True, False, False])
+    mixed = Thresholds(
+        accept=np.where(in_a, a.accept, b.accept),
+        reject=np.where(in_a, a.reject, b.reject),
+        certified=in_a,
+        calibration=np.where(in_a, 1, -1),
+        accept_bound=a.accept_bound,
+        reject_bound=a.reject_bound,
+        alpha=0.05,
+        reject_alpha=0.05,
+    )
+    draws = np.array([0.9, 0.9, 0.9, 0.9])
+    accept, reject = np.array([0.01, 0.5, 0.01, 0.5]), np.array([0.9, 0.01, 0.9, 0.01])
+    routes = route_batch(draws, 0.1, mixed, accept, reject)
+    assert as_lists(routes) == (
+        ["surrogate_accept", "surrogate_reject", "uncalibrated", "uncalibrated"],
+        ["accepted", "rejected", "pending", "pending"],
+        [False, False, True, True],
+    )

@@ -44,11 +44,16 @@ class CircuitsDomain(Domain):
     has_pass_fail: ClassVar[bool] = True
     fidelities: ClassVar[tuple[str, ...]] = ("ngspice-ac",)
     steering_defaults: ClassVar[dict[str, float]] = dict(STEERING_DEFAULTS)
+    #: certificates per topology: a user who keeps only the BJT amplifiers gets their bound
+    slices: ClassVar[tuple[str, ...] | None] = tuple(TOPOLOGIES)
 
     def generate(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
     ) -> list[Candidate]:
         return [Candidate(payload=p) for p in generate_payloads(n, rng, steering)]
+
+    def slice_of(self, candidate: Candidate) -> str:
+        return str(candidate.payload.get("topology", "?"))
 
     def check(self, candidate: Candidate) -> str | None:
         payload = candidate.payload

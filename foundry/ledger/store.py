@@ -30,6 +30,7 @@ EXAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("generation", "INTEGER NOT NULL"),
     ("parent_ids", "TEXT NOT NULL"),
     ("generator_hash", "TEXT NOT NULL"),
+    ("slice", "TEXT"),
     ("rule_ok", "INTEGER NOT NULL"),
     ("rule_reason", "TEXT"),
     ("surrogate_version", "INTEGER"),
@@ -146,7 +147,9 @@ class Ledger:
               created_at REAL NOT NULL, delta_spent REAL NOT NULL, in_force INTEGER NOT NULL,
               accept_threshold REAL, accept_n INTEGER, accept_errors INTEGER, accept_bound REAL,
               reject_threshold REAL, reject_n INTEGER, reject_errors INTEGER, reject_bound REAL,
-              alpha REAL NOT NULL, reject_alpha REAL NOT NULL, coverage REAL);
+              alpha REAL NOT NULL, reject_alpha REAL NOT NULL, coverage REAL,
+              regime TEXT, slice TEXT, look INTEGER, audits_used INTEGER,
+              last_audit_seq INTEGER);
             CREATE TABLE IF NOT EXISTS events (
               t REAL NOT NULL, level TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS monitor (t REAL NOT NULL, n_seen INTEGER NOT NULL,

@@ -1,26 +1,39 @@
-"""The calibration book: which surrogate versions exist, what each may decide, and why.
+"""The calibration book: which surrogate versions exist, what each may decide, where, and why.
 
-A newly trained version is a challenger: it scores every item beside the champion, collects
-its own audits (only items scored by it count), and takes over once it has a certificate that
-decides at least as many recent items as the champion's does. Every calibration spends the next
-share of ``delta`` (the calibration index), so every certificate ever in force holds at once.
+Certificates are kept per **stratum** - a (regime, slice) pair - and per surrogate version:
 
-The book writes its records (versions, calibrations, promotions, surrogate errors) to the
-ledger handle it is given, and tells its owner through ``on_in_force`` whenever the certificate
-in force changes; it never reaches into the loop.
+* the *regime* is the generator's configuration (its hash includes the steering values) or
+  the input stream: after a steering change the surrogate releases in the new regime only on
+  certificates from audits drawn in it;
+* the *slice* is what the domain's ``slice_of`` says (circuits: the topology): a scientist who
+  keeps one slice gets that slice's guarantee, not an average over slices.
+
+Audits are kept in **submission order**, and a look at a stratum uses exactly its first ``m``
+audits once all of them are in - never the ones that happened to finish first (slow items are
+often the wrong ones). The look points ``m_1 < m_2 < ...`` grow geometrically and are fixed by
+counts, not by labels. Each look spends a share of ``delta`` fixed by its place in the
+schedule - ``w(version) * w(regime) * share(slice) * w(look)`` with ``w(k) = 6 / (pi^2 k^2)``
+(slices declared up front share equally) - so with probability ``1 - delta`` every
+certificate ever issued in the run holds at once. Choosing among certified versions may then
+use their audits: a newer version takes over when, on the audits both scored, it decides
+more, or about as much with fewer errors.
+
+The book writes its records to the ledger handle it is given and tells its owner through
+``on_in_force`` when the champion changes or earns a certificate; it never reaches into the
+loop.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from foundry.calibration import (
+    RISK_GRID,
     RouteCertificate,
     accept_error,
     certify,
@@ -28,7 +41,6 @@ from foundry.calibration import (
     min_audits,
     reject_error,
     risks_from_predictions,
-    spend_delta,
 )
 from foundry.config import RunConfig
 from foundry.contract import (
@@ -41,18 +53,31 @@ from foundry.contract import (
 )
 from foundry.ledger import Ledger
 
-#: Recent (accept_risk, reject_risk) pairs per version, for comparing coverage on current items.
-RECENT_SCORES = 4096
 #: Simulated calibrations behind the label-free plausibility check.
 PLAUSIBILITY_DRAWS = 16
+#: Audits both versions scored, at least, before a challenger may take over.
+MIN_COMMON_AUDITS = 100
+#: A challenger deciding this much less (as a share of items) is not "comparable coverage".
+PROMOTION_MARGIN = 0.02
+
+StratumKey = tuple[str, str]  # (regime, slice)
 
 
-@dataclass
+def schedule_weight(k: int) -> float:
+    """``6 / (pi^2 k^2)``: the k-th share of a budget that sums to 1 over k = 1, 2, ..."""
+    if k < 1:
+        raise ValueError("schedule positions start at 1")
+    return 6.0 / (math.pi**2 * k**2)
+
+
+@dataclass(frozen=True)
 class Certificate:
-    """The thresholds a surrogate version may decide with, and the bounds behind them."""
+    """What one surrogate version may decide in one stratum, and the audits behind it."""
 
-    version: int
+    id: int
     surrogate_version: int
+    stratum: StratumKey
+    look: int
     accept: RouteCertificate
     reject: RouteCertificate | None
 
@@ -60,40 +85,75 @@ class Certificate:
     def certified(self) -> bool:
         return self.accept.certified or (self.reject is not None and self.reject.certified)
 
-    def coverage(self, accept_risk: np.ndarray, reject_risk: np.ndarray) -> float:
-        """Fraction of the given items this certificate lets the surrogate decide."""
-        if len(accept_risk) == 0:
-            return 0.0
-        decided = accept_risk <= self.accept.threshold
-        if self.reject is not None:
-            decided |= reject_risk <= self.reject.threshold
-        return float(decided.mean())
+    @property
+    def reject_threshold(self) -> float:
+        return self.reject.threshold if self.reject is not None else -math.inf
+
+
+@dataclass
+class Stratum:
+    """One version's audits in one (regime, slice), in submission order, and its certificate."""
+
+    key: StratumKey
+    next_look_at: int
+    seqs: list[int] = field(default_factory=list)
+    accept_risks: list[float] = field(default_factory=list)
+    reject_risks: list[float] = field(default_factory=list)
+    values: list[dict[str, float]] = field(default_factory=list)
+    accept_errors: list[bool | None] = field(default_factory=list)
+    reject_errors: list[bool | None] = field(default_factory=list)
+    position: dict[int, int] = field(default_factory=dict)
+    #: length of the prefix whose results are all in
+    complete: int = 0
+    #: looks taken (each spent its share of delta)
+    looks: int = 0
+    certificate: Certificate | None = None
+
+    def add(self, seq: int, accept_risk: float, reject_risk: float, values: dict) -> None:
+        self.position[seq] = len(self.seqs)
+        self.seqs.append(seq)
+        self.accept_risks.append(accept_risk)
+        self.reject_risks.append(reject_risk)
+        self.values.append(values)
+        self.accept_errors.append(None)
+        self.reject_errors.append(None)
+
+    def resolve(self, seq: int, accept_err: bool, reject_err: bool) -> None:
+        i = self.position.get(seq)
+        if i is None or self.accept_errors[i] is not None:
+            return
+        self.accept_errors[i] = accept_err
+        self.reject_errors[i] = reject_err
+        while self.complete < len(self.seqs) and self.accept_errors[self.complete] is not None:
+            self.complete += 1
 
 
 @dataclass
 class SurrogateSlot:
-    """A trained surrogate version with the audits that may calibrate it."""
+    """A trained surrogate version with its audits and certificates, per stratum."""
 
     version: int
     model: Surrogate
     n_labels: int
-    accept_risks: list[float] = field(default_factory=list)
-    reject_risks: list[float] = field(default_factory=list)
-    accept_errors: list[bool] = field(default_factory=list)
-    reject_errors: list[bool] = field(default_factory=list)
-    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_SCORES))
-    next_calibration_at: int = 0
-    certificate: Certificate | None = None
+    strata: dict[StratumKey, Stratum] = field(default_factory=dict)
+    #: the fixed-band comparison policy's unaudited certificate (every stratum)
+    fixed: Certificate | None = None
 
     @property
     def n_audits(self) -> int:
-        return len(self.accept_errors)
+        return sum(s.complete for s in self.strata.values())
 
-    def coverage(self) -> float:
-        if self.certificate is None or not self.recent:
-            return 0.0
-        arr = np.asarray(self.recent)
-        return self.certificate.coverage(arr[:, 0], arr[:, 1])
+    @property
+    def certified(self) -> bool:
+        return self.fixed is not None or any(
+            s.certificate is not None and s.certificate.certified for s in self.strata.values()
+        )
+
+    def certificate_for(self, key: StratumKey) -> Certificate | None:
+        if self.fixed is not None:
+            return self.fixed
+        stratum = self.strata.get(key)
+        return stratum.certificate if stratum is not None else None
 
 
 @dataclass
@@ -129,33 +189,58 @@ class BatchScores:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """Per item of a batch, what the champion's certificate for its stratum allows."""
+
+    accept: np.ndarray  # -inf where the route is not certified
+    reject: np.ndarray
+    certified: np.ndarray  # bool: the item's stratum has a certificate in force
+    calibration: np.ndarray  # certificate id (-1: none)
+    accept_bound: np.ndarray  # Clopper-Pearson estimate at the threshold (nan: none)
+    reject_bound: np.ndarray
+    alpha: float
+    reject_alpha: float
+
+
+@dataclass(frozen=True)
 class BookParams:
-    """The promise (``alpha`` at ``1 - delta``) and how calibrations are paced."""
+    """The promise (``alpha`` at ``1 - delta``, per slice) and how looks are paced."""
 
     alpha: float
     reject_alpha: float
     delta: float
     recalibrate_growth: float
+    #: no item whose own predicted risk exceeds this is decided by the surrogate
+    max_item_risk: float = 0.1
+    #: the domain's declared slices (None: open-ended, shared by order of appearance)
+    slices: tuple[str, ...] | None = None
     #: comparison policy: the newest version decides at fixed risk levels, unaudited
     fixed_band: bool = False
     fixed_accept_risk: float = 0.05
     fixed_reject_risk: float = 0.05
 
     @classmethod
-    def from_config(cls, cfg: RunConfig) -> BookParams:
+    def from_config(cls, cfg: RunConfig, slices: tuple[str, ...] | None = None) -> BookParams:
         return cls(
             alpha=cfg.alpha,
             reject_alpha=cfg.effective_reject_alpha,
             delta=cfg.delta,
             recalibrate_growth=cfg.recalibrate_growth,
+            max_item_risk=cfg.max_item_risk,
+            slices=slices,
             fixed_band=cfg.policy == "fixed_band",
             fixed_accept_risk=cfg.fixed_accept_risk,
             fixed_reject_risk=cfg.fixed_reject_risk,
         )
 
+    @property
+    def grid(self) -> np.ndarray:
+        """The threshold grid, capped at ``max_item_risk``."""
+        return RISK_GRID[self.max_item_risk + 1e-12 >= RISK_GRID]
+
 
 class CalibrationBook:
-    """Champion and challenger, their audits, and the certificates earned from them."""
+    """Champion and challenger, their audits per stratum, and the certificates earned."""
 
     def __init__(
         self,
@@ -173,22 +258,24 @@ class CalibrationBook:
         self.slots: dict[int, SurrogateSlot] = {}
         self.champion: int | None = None
         self.challenger: int | None = None
-        #: calibrations run so far; the next one spends ``spend_delta(delta, index + 1)``
-        self.calibration_index = 0
         self.n_versions = 0
+        #: certificates issued so far (their ids)
+        self.n_certificates = 0
+        #: order of first appearance of regimes and (undeclared) slices: their schedule places
+        self.regimes: dict[str, int] = {}
+        self.slices_seen: dict[str, int] = {}
+        self.delta_spent = 0.0
 
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, model: Surrogate, n_labels: int, fit_s: float) -> SurrogateSlot:
         """Number a trained model and make it the challenger (it replaces an older one)."""
         self.n_versions += 1
-        version = self.n_versions
-        slot = SurrogateSlot(version, model, n_labels)
-        slot.next_calibration_at = self._first_calibration_at()
-        self.slots[version] = slot
+        slot = SurrogateSlot(self.n_versions, model, n_labels)
+        self.slots[slot.version] = slot
         if self.challenger is not None and self.challenger != self.champion:
             self.slots.pop(self.challenger, None)
-        self.challenger = version
-        self.ledger.add_surrogate(version, n_labels, fit_s)
+        self.challenger = slot.version
+        self.ledger.add_surrogate(slot.version, n_labels, fit_s)
         if self.params.fixed_band:
             self._install_fixed_band(slot)
         return slot
@@ -203,12 +290,10 @@ class CalibrationBook:
         return self.slots.get(self.challenger) if self.challenger is not None else None
 
     @property
-    def certificate(self) -> Certificate | None:
-        """The champion's certificate: the one routing uses (None before a champion)."""
-        champ = self.slots[self.champion] if self.champion is not None else None
-        return champ.certificate if champ is not None else None
+    def champion_slot(self) -> SurrogateSlot | None:
+        return self.slots.get(self.champion) if self.champion is not None else None
 
-    # -- scoring and audits -----------------------------------------------------------------
+    # -- scoring, thresholds ----------------------------------------------------------------
     def score(self, cands: list[Candidate]) -> dict[int, BatchScores | None]:
         """Every live version's opinions of a batch (None for a version that failed)."""
         return {v: self._score(self.slots[v], cands) for v in self.versions}
@@ -224,7 +309,6 @@ class CalibrationBook:
             self.ledger.event("error", "surrogate", f"v{slot.version}: {type(exc).__name__}: {exc}")
             return None
         accept, reject = risks_from_predictions(pred, self.specs, self.has_pass_fail)
-        slot.recent.extend(zip(accept.tolist(), reject.tolist(), strict=True))
         names = [s.name for s in self.specs]
         return BatchScores(
             slot.version,
@@ -235,97 +319,165 @@ class CalibrationBook:
             {name: np.asarray(pred.sigmas[name], dtype=float) for name in names},
         )
 
-    def record_audit(self, scores: Sequence[Scored], verdict: Verdict | None) -> None:
-        """Count an audited item for every version that scored it and is still in the book."""
-        for s in scores:
-            slot = self.slots.get(s.version)
-            if slot is None:
+    def thresholds(self, regime: str, slices: np.ndarray) -> Thresholds:
+        """The champion's thresholds for each item, from the certificate of its stratum."""
+        n = len(slices)
+        out = Thresholds(
+            accept=np.full(n, -np.inf),
+            reject=np.full(n, -np.inf),
+            certified=np.zeros(n, dtype=bool),
+            calibration=np.full(n, -1, dtype=np.int64),
+            accept_bound=np.full(n, np.nan),
+            reject_bound=np.full(n, np.nan),
+            alpha=self.params.alpha,
+            reject_alpha=self.params.reject_alpha,
+        )
+        champ = self.champion_slot
+        if champ is None or n == 0:
+            return out
+        for name in np.unique(slices).tolist():
+            cert = champ.certificate_for((regime, name))
+            if cert is None or not cert.certified:
                 continue
-            slot.accept_risks.append(s.accept_risk)
-            slot.reject_risks.append(s.reject_risk)
-            slot.accept_errors.append(accept_error(verdict, s.values, self.specs))
-            slot.reject_errors.append(reject_error(verdict))
+            mask = slices == name
+            out.certified[mask] = True
+            out.calibration[mask] = cert.id
+            if cert.accept.certified:
+                out.accept[mask] = cert.accept.threshold
+                out.accept_bound[mask] = cert.accept.upper_bound
+            if cert.reject is not None and cert.reject.certified:
+                out.reject[mask] = cert.reject.threshold
+                out.reject_bound[mask] = cert.reject.upper_bound
+        return out
 
-    # -- calibration ------------------------------------------------------------------------
-    def _first_calibration_at(self) -> int:
+    # -- audits -------------------------------------------------------------------------------
+    def register_audits(
+        self,
+        regime: str,
+        seqs: Sequence[int],
+        slices: Sequence[str],
+        scores: Sequence[Sequence[Scored]],
+    ) -> None:
+        """Audited items at the moment they are routed - submission order - with, per item,
+        the opinion of every version that scored it."""
+        self._place(self.regimes, regime)
+        for seq, name, opinions in zip(seqs, slices, scores, strict=True):
+            if self.params.slices is None:
+                self._place(self.slices_seen, name)
+            for s in opinions:
+                slot = self.slots.get(s.version)
+                if slot is None:
+                    continue
+                stratum = slot.strata.get((regime, name))
+                if stratum is None:
+                    stratum = self._new_stratum(slot, (regime, name))
+                stratum.add(seq, s.accept_risk, s.reject_risk, s.values)
+
+    def resolve_audit(self, seq: int, regime: str, name: str, verdict: Verdict | None) -> None:
+        """An audited item's final result, for every version that registered it."""
+        reject_err = reject_error(verdict)
+        for slot in self.slots.values():
+            stratum = slot.strata.get((regime, name))
+            if stratum is None or seq not in stratum.position:
+                continue
+            values = stratum.values[stratum.position[seq]]
+            stratum.resolve(seq, accept_error(verdict, values, self.specs), reject_err)
+
+    @staticmethod
+    def _place(order: dict[str, int], key: str) -> int:
+        if key not in order:
+            order[key] = len(order) + 1
+        return order[key]
+
+    # -- confidence -------------------------------------------------------------------------
+    def slice_share(self, name: str) -> float:
+        declared = self.params.slices
+        if declared is not None:
+            return 1.0 / len(declared) if name in declared else 0.0
+        return schedule_weight(self._place(self.slices_seen, name))
+
+    def look_delta(self, version: int, key: StratumKey, look: int) -> float:
+        """The share of delta that look ``look`` of ``version`` at stratum ``key`` spends."""
+        regime, name = key
+        return (
+            self.params.delta
+            * schedule_weight(version)
+            * schedule_weight(self._place(self.regimes, regime))
+            * self.slice_share(name)
+            * schedule_weight(look)
+        )
+
+    def _new_stratum(self, slot: SurrogateSlot, key: StratumKey) -> Stratum:
+        stratum = Stratum(key, next_look_at=self._first_look_at(slot.version, key))
+        slot.strata[key] = stratum
+        return stratum
+
+    def _first_look_at(self, version: int, key: StratumKey) -> int:
+        """Fewest audits with which the first look could certify anything at all."""
+        share = self.look_delta(version, key, 1)
+        if share <= 0:
+            return 2**62  # an undeclared slice: never certified
         alpha = min(self.params.alpha, self.params.reject_alpha)
-        return min_audits(alpha, spend_delta(self.params.delta, 1) / 2)
+        return min_audits(alpha, share / (2 if self.has_pass_fail else 1))
 
+    # -- looks ------------------------------------------------------------------------------
     def maybe_calibrate(self) -> None:
-        """Recalibrate the versions whose audits have grown enough, then consider promotion."""
+        """Look at every stratum whose complete prefix reached its next look point, then
+        consider promotion."""
         if self.params.fixed_band:
             return
-        for version in (self.champion, self.challenger):
-            if version is None:
+        for version in list(self.versions):
+            slot = self.slots.get(version)
+            if slot is None:
                 continue
-            slot = self.slots[version]
-            if slot.n_audits < max(slot.next_calibration_at, 1):
-                continue
-            if slot.certificate is None and not self._plausible(slot):
-                # label-free pre-check failed: spend no confidence on a hopeless calibration,
-                # and look again once the audits have grown by a tenth
-                slot.next_calibration_at = math.ceil(slot.n_audits * 1.1)
-                continue
-            self._calibrate(slot)
-            slot.next_calibration_at = math.ceil(slot.n_audits * self.params.recalibrate_growth)
+            for stratum in slot.strata.values():
+                while stratum.complete >= stratum.next_look_at:
+                    self._look(slot, stratum)
         self._maybe_promote()
 
-    def _plausible(self, slot: SurrogateSlot) -> bool:
-        """Would a calibration likely certify a route if the surrogate's own risks were right?
-
-        Uses the audits' risks only, never their labels, so it spends no confidence: it just
-        avoids burning calibration indices (and with them, delta) before enough audits exist.
-        Errors are simulated from the risks several times; a route counts as plausible when at
-        least half its dry runs pass the scan's first test (the one that decides whether
-        anything is certified), so that one lucky draw does not trigger a hopeless calibration.
-        """
-        delta_j = spend_delta(self.params.delta, self.calibration_index + 1)
-        routes = [(slot.accept_risks, self.params.alpha)]
-        if self.has_pass_fail:
-            routes.append((slot.reject_risks, self.params.reject_alpha))
-        rng = np.random.default_rng(slot.n_audits)
-        for risk_list, alpha in routes:
-            risks = np.asarray(risk_list, dtype=float)
-            test = first_test(risks, alpha=alpha, delta=delta_j / len(routes))
-            if test is None or test[1] < 0:
-                continue
-            n, k_max = test
-            expected = np.clip(np.sort(risks[np.isfinite(risks)])[:n], 0.0, 1.0)
-            errors = np.count_nonzero(rng.random((PLAUSIBILITY_DRAWS, n)) < expected, axis=1)
-            if np.count_nonzero(errors <= k_max) * 2 >= PLAUSIBILITY_DRAWS:
-                return True
-        return False
-
-    def _calibrate(self, slot: SurrogateSlot) -> None:
-        p = self.params
-        self.calibration_index += 1
-        delta_j = spend_delta(p.delta, self.calibration_index)
+    def _look(self, slot: SurrogateSlot, stratum: Stratum) -> None:
+        m = stratum.next_look_at
+        delta_j = self.look_delta(slot.version, stratum.key, stratum.looks + 1)
         routes = 2 if self.has_pass_fail else 1
+        if stratum.certificate is None and not self._plausible(stratum, m, delta_j / routes):
+            # label-free: spends no confidence; look again once the audits grow by a tenth
+            stratum.next_look_at = max(math.ceil(m * 1.1), m + 1)
+            return
+        stratum.looks += 1
+        self.delta_spent += delta_j
+        p = self.params
         accept = certify(
-            np.asarray(slot.accept_risks),
-            np.asarray(slot.accept_errors),
+            np.asarray(stratum.accept_risks[:m]),
+            np.asarray(stratum.accept_errors[:m], dtype=bool),
             alpha=p.alpha,
             delta=delta_j / routes,
             route="accept",
+            grid=p.grid,
         )
         reject = None
         if self.has_pass_fail:
             reject = certify(
-                np.asarray(slot.reject_risks),
-                np.asarray(slot.reject_errors),
+                np.asarray(stratum.reject_risks[:m]),
+                np.asarray(stratum.reject_errors[:m], dtype=bool),
                 alpha=p.reject_alpha,
                 delta=delta_j / routes,
                 route="reject",
+                grid=p.grid,
             )
-        slot.certificate = Certificate(self.calibration_index, slot.version, accept, reject)
-        in_force = slot.version == self.champion
+        self.n_certificates += 1
+        cert = Certificate(
+            self.n_certificates, slot.version, stratum.key, stratum.looks, accept, reject
+        )
+        stratum.certificate = cert
+        stratum.next_look_at = max(math.ceil(m * p.recalibrate_growth), m + 1)
+        regime, name = stratum.key
         self.ledger.add_calibration(
             {
-                "version": self.calibration_index,
+                "version": cert.id,
                 "surrogate_version": slot.version,
                 "created_at": time.time(),
                 "delta_spent": delta_j,
-                "in_force": int(in_force),
+                "in_force": int(slot.version == self.champion),
                 "accept_threshold": accept.threshold if accept.certified else None,
                 "accept_n": accept.n_audits,
                 "accept_errors": accept.n_errors,
@@ -336,29 +488,95 @@ class CalibrationBook:
                 "reject_bound": reject.upper_bound if reject else None,
                 "alpha": p.alpha,
                 "reject_alpha": p.reject_alpha,
-                "coverage": slot.coverage(),
+                "coverage": None,
+                "regime": regime,
+                "slice": name,
+                "look": stratum.looks,
+                "audits_used": m,
+                "last_audit_seq": stratum.seqs[m - 1],
             }
         )
-        if in_force:
+        if slot.version == self.champion:
             self._show(slot)
 
+    def _plausible(self, stratum: Stratum, m: int, delta: float) -> bool:
+        """Would a look likely certify a route if the surrogate's own risks were right?
+
+        Uses the audits' risks only, never their labels, so it spends no confidence: it avoids
+        spending looks (and their share of delta) before enough audits exist. Errors are
+        simulated from the risks; a route is plausible when at least half its dry runs pass
+        the scan's first test (the one that decides whether anything is certified).
+        """
+        p = self.params
+        routes = [(stratum.accept_risks[:m], p.alpha)]
+        if self.has_pass_fail:
+            routes.append((stratum.reject_risks[:m], p.reject_alpha))
+        rng = np.random.default_rng(m)
+        for risk_list, alpha in routes:
+            risks = np.asarray(risk_list, dtype=float)
+            test = first_test(risks, alpha=alpha, delta=delta, grid=p.grid)
+            if test is None or test[1] < 0:
+                continue
+            n, k_max = test
+            expected = np.clip(np.sort(risks[np.isfinite(risks)])[:n], 0.0, 1.0)
+            errors = np.count_nonzero(rng.random((PLAUSIBILITY_DRAWS, n)) < expected, axis=1)
+            if np.count_nonzero(errors <= k_max) * 2 >= PLAUSIBILITY_DRAWS:
+                return True
+        return False
+
+    # -- promotion --------------------------------------------------------------------------
+    def compare(self, challenger: SurrogateSlot, champion: SurrogateSlot) -> dict[str, float]:
+        """Coverage and error rate of both versions on the audits both scored (complete ones
+        of the challenger's strata): a uniform sample of the current items, so the two are
+        measured on the same ground."""
+        n = decided_c = decided_h = errors_c = errors_h = 0
+        for key, mine in challenger.strata.items():
+            theirs = champion.strata.get(key)
+            if theirs is None:
+                continue
+            cert_c, cert_h = challenger.certificate_for(key), champion.certificate_for(key)
+            for i in range(mine.complete):
+                j = theirs.position.get(mine.seqs[i])
+                if j is None or j >= theirs.complete:
+                    continue
+                n += 1
+                d, e = _decides(cert_c, mine, i)
+                decided_c += d
+                errors_c += e
+                d, e = _decides(cert_h, theirs, j)
+                decided_h += d
+                errors_h += e
+        return {
+            "common_audits": n,
+            "coverage_challenger": decided_c / n if n else 0.0,
+            "coverage_champion": decided_h / n if n else 0.0,
+            "error_challenger": errors_c / decided_c if decided_c else 0.0,
+            "error_champion": errors_h / decided_h if decided_h else 0.0,
+        }
+
     def _maybe_promote(self) -> None:
-        if self.challenger is None:
+        chal = self.challenger_slot
+        if chal is None or not chal.certified:
             return
-        chal = self.slots[self.challenger]
-        if chal.certificate is None or not chal.certificate.certified:
-            return
-        champ = self.slots[self.champion] if self.champion is not None else None
-        champ_certified = (
-            champ is not None and champ.certificate is not None and champ.certificate.certified
-        )
-        if champ_certified and chal.coverage() < champ.coverage():
-            return
-        self.ledger.event(
-            "info",
-            "promote",
-            f"surrogate v{chal.version} takes over (coverage {chal.coverage():.3f})",
-        )
+        champ = self.champion_slot
+        if champ is not None and champ.certified:
+            c = self.compare(chal, champ)
+            if c["common_audits"] < MIN_COMMON_AUDITS:
+                return
+            more = c["coverage_challenger"] >= c["coverage_champion"] + PROMOTION_MARGIN
+            comparable = c["coverage_challenger"] >= c["coverage_champion"] - PROMOTION_MARGIN
+            better = c["error_challenger"] < c["error_champion"]
+            if not (more or (comparable and better)):
+                return
+            why = (
+                f"on {c['common_audits']} common audits it decides "
+                f"{c['coverage_challenger']:.1%} (v{champ.version}: "
+                f"{c['coverage_champion']:.1%}) with {c['error_challenger']:.2%} errors "
+                f"({c['error_champion']:.2%})"
+            )
+        else:
+            why = "the first certified version"
+        self.ledger.event("info", "promote", f"surrogate v{chal.version} takes over: {why}")
         self._crown(chal)
 
     def _install_fixed_band(self, slot: SurrogateSlot) -> None:
@@ -368,7 +586,7 @@ class CalibrationBook:
         reject = None
         if self.has_pass_fail:
             reject = RouteCertificate("reject", p.fixed_reject_risk, 0, 0, nan, p.alpha, nan)
-        slot.certificate = Certificate(0, slot.version, accept, reject)
+        slot.fixed = Certificate(0, slot.version, ("*", "*"), 0, accept, reject)
         self._crown(slot)
 
     def _crown(self, slot: SurrogateSlot) -> None:
@@ -381,3 +599,14 @@ class CalibrationBook:
     def _show(self, slot: SurrogateSlot) -> None:
         if self.on_in_force is not None:
             self.on_in_force(slot)
+
+
+def _decides(cert: Certificate | None, stratum: Stratum, i: int) -> tuple[int, int]:
+    """(decided, wrong) for audit ``i`` of ``stratum`` under ``cert``."""
+    if cert is None or not cert.certified:
+        return 0, 0
+    if stratum.accept_risks[i] <= cert.accept.threshold:
+        return 1, int(bool(stratum.accept_errors[i]))
+    if stratum.reject_risks[i] <= cert.reject_threshold:
+        return 1, int(bool(stratum.reject_errors[i]))
+    return 0, 0

@@ -44,6 +44,10 @@ class PendingItem:
     audit: bool
     route: str
     scores: list[Scored]
+    regime: str = ""
+    slice: str = "all"
+    #: the intake batch it was generated in (deterministic runs fold results by batch)
+    batch: int = 0
     attempts: int = 0
 
 

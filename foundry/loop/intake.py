@@ -82,6 +82,8 @@ class Intake:
         #: runs the domain's rule check outside this interpreter (untrusted domains)
         self.checker = checker
         self.seq = ledger.next_seq()
+        #: batches produced so far
+        self.batches = 0
         self.seen: set[str] = set()
         self._schema = PayloadValidator(domain.payload_schema)
         self._generator_hash = self._generator_config_hash()
@@ -108,6 +110,7 @@ class Intake:
         batch = self._next_candidates(n)
         if batch is None:
             return None
+        self.batches += 1
         self.stats.generated += len(batch)
         invalid: list[InvalidRow] = []
         # seq numbers in generation order; the rule check of untrusted domains comes after

@@ -1,13 +1,14 @@
 """Routing a scored batch: pure arrays in, arrays out (no ledger, no state).
 
-Routing of a rule-valid candidate scored by the surrogate version in force (the champion):
+Routing of a rule-valid candidate scored by the surrogate version in force (the champion),
+with the thresholds of the certificate for the item's own stratum (regime, slice):
 
 * no surrogate version yet -> ground truth, and the item is an audit (every item is, so the
   audit sample stays uniform): ``no_surrogate``;
 * versions exist but none could score the batch -> ground truth, not an audit:
   ``surrogate_error``;
-* no certified champion, or the champion could not score -> ground truth as an audit:
-  ``uncalibrated``;
+* the item's stratum has no certificate in force, or the champion could not score -> ground
+  truth as an audit: ``uncalibrated``;
 * otherwise, with probability ``audit_rate`` -> ground truth as an audit (``audit``), decided by
   the draw before looking at the score;
 * else ``accept_risk <= accept threshold`` -> released on the surrogate's word
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from foundry.loop.book import Certificate
+    from foundry.loop.book import Thresholds
 
 #: decision of an item the router sends to the ground truth
 PENDING = "pending"
@@ -51,7 +52,7 @@ class Routes:
 def route_batch(
     audit_draws: np.ndarray,
     audit_rate: float,
-    certificate: Certificate | None,
+    thresholds: Thresholds | None,
     accept_risk: np.ndarray | None = None,
     reject_risk: np.ndarray | None = None,
     *,
@@ -60,31 +61,32 @@ def route_batch(
 ) -> Routes:
     """Route a batch of ``len(audit_draws)`` items.
 
-    ``accept_risk``/``reject_risk``: the champion's risks (None when it could not score);
-    ``certificate``: the champion's certificate (None when there is none); ``audit_draws``:
-    uniform draws in [0, 1), one per item, made whatever the route so that the audit stream
-    does not depend on the surrogate; ``has_surrogate``: whether any version exists;
-    ``scored``: whether any version (champion or challenger) scored the batch.
+    ``thresholds``: per item, the champion's certified thresholds for the item's stratum
+    (None when there is no champion); ``accept_risk``/``reject_risk``: the champion's risks
+    (None when it could not score); ``audit_draws``: uniform draws in [0, 1), one per item,
+    made whatever the route so that the audit stream does not depend on the surrogate;
+    ``has_surrogate``: whether any version exists; ``scored``: whether any version (champion
+    or challenger) scored the batch.
     """
     n = len(audit_draws)
     route = np.full(n, "", dtype=object)
     decision = np.full(n, PENDING, dtype=object)
     if not has_surrogate:
-        audit = np.ones(n, dtype=bool)
-        route[:] = "no_surrogate"
-    elif certificate is None or not certificate.certified or accept_risk is None:
+        return Routes(np.full(n, "no_surrogate", dtype=object), decision, np.ones(n, dtype=bool))
+    if thresholds is None or accept_risk is None or not thresholds.certified.any():
         audit = np.full(n, bool(scored))
         route[:] = "uncalibrated" if scored else "surrogate_error"
-    else:
-        audit = audit_draws < audit_rate
-        route[:] = "uncertain"
-        route[audit] = "audit"
-        accept = ~audit & (accept_risk <= certificate.accept.threshold)
-        route[accept] = "surrogate_accept"
-        decision[accept] = "accepted"
-        if certificate.reject is not None:
-            assert reject_risk is not None, "a reject threshold needs reject risks"
-            reject = ~audit & ~accept & (reject_risk <= certificate.reject.threshold)
-            route[reject] = "surrogate_reject"
-            decision[reject] = "rejected"
+        return Routes(route, decision, audit)
+    certified = thresholds.certified
+    audit = ~certified | (audit_draws < audit_rate)
+    route[:] = "uncertain"
+    route[audit] = "audit"
+    route[~certified] = "uncalibrated"
+    accept = ~audit & (accept_risk <= thresholds.accept)
+    route[accept] = "surrogate_accept"
+    decision[accept] = "accepted"
+    if reject_risk is not None:
+        reject = ~audit & ~accept & (reject_risk <= thresholds.reject)
+        route[reject] = "surrogate_reject"
+        decision[reject] = "rejected"
     return Routes(route, decision, audit)

@@ -21,7 +21,7 @@ from foundry.ledger import GroundTruthUpdate, Ledger
 
 if TYPE_CHECKING:
     from foundry.execution.outcomes import GTResult
-    from foundry.loop.book import BatchScores, Certificate
+    from foundry.loop.book import BatchScores, Thresholds
     from foundry.loop.dispatch import PendingItem
     from foundry.loop.router import Routes
 
@@ -107,9 +107,10 @@ def provenance_columns(cands: Sequence[Candidate]) -> dict[str, Sequence[Any]]:
 
 
 def surrogate_decision_columns(
-    decision: np.ndarray, route: np.ndarray, cert: Certificate, now: float
+    decision: np.ndarray, route: np.ndarray, thresholds: Thresholds, now: float
 ) -> dict[str, list[Any]]:
-    """Who decided, under which certificate and bound (None for ground-truth-bound rows)."""
+    """Who decided, under which certificate (of the item's stratum) and with which
+    Clopper-Pearson estimate at its threshold; None for ground-truth-bound rows."""
     n = len(decision)
     decided_by = np.full(n, None, dtype=object)
     reason = route.copy()
@@ -117,17 +118,23 @@ def surrogate_decision_columns(
     bound = np.full(n, None, dtype=object)
     alpha = np.full(n, None, dtype=object)
     decided_at = np.full(n, None, dtype=object)
-    for kind, route_cert in (("accepted", cert.accept), ("rejected", cert.reject)):
+    for kind, limit, estimate, target in (
+        ("accepted", thresholds.accept, thresholds.accept_bound, thresholds.alpha),
+        ("rejected", thresholds.reject, thresholds.reject_bound, thresholds.reject_alpha),
+    ):
         mask = decision == kind
-        if route_cert is None or not mask.any():
+        if not mask.any():
             continue
         decided_by[mask] = "surrogate"
-        reason[mask] = f"risk <= certified threshold {route_cert.threshold:.4g}"
-        calibration[mask] = cert.version
-        if math.isfinite(route_cert.upper_bound):
-            bound[mask] = route_cert.upper_bound
-        alpha[mask] = route_cert.alpha
+        alpha[mask] = target
         decided_at[mask] = now
+        for cert_id in np.unique(thresholds.calibration[mask]).tolist():
+            group = mask & (thresholds.calibration == cert_id)
+            first = int(np.flatnonzero(group)[0])
+            reason[group] = f"risk <= certified threshold {limit[first]:.4g}"
+            calibration[group] = cert_id
+            if math.isfinite(estimate[first]):
+                bound[group] = float(estimate[first])
     return {
         "decided_by": decided_by.tolist(),
         "reason": reason.tolist(),
@@ -142,9 +149,10 @@ def routed_columns(
     seqs: list[int],
     texts: list[str],
     cands: Sequence[Candidate],
+    slices: np.ndarray,
     routes: Routes,
     shown: BatchScores | None,
-    cert: Certificate | None,
+    thresholds: Thresholds | None,
     now: float,
 ) -> dict[str, Any]:
     """The rows of a routed batch of rule-valid candidates (``shown``: the opinion recorded)."""
@@ -152,6 +160,7 @@ def routed_columns(
         "seq": seqs,
         "payload": texts,
         **provenance_columns(cands),
+        "slice": slices.tolist(),
         "rule_ok": 1,
         "audit": routes.audit.astype(int).tolist(),
         "route": routes.route.tolist(),
@@ -162,8 +171,8 @@ def routed_columns(
     if routes.to_truth.all():
         columns["reason"] = columns["route"]
     else:
-        assert cert is not None, "only a certificate lets the surrogate decide"
-        columns.update(surrogate_decision_columns(routes.decision, routes.route, cert, now))
+        assert thresholds is not None, "only a certificate lets the surrogate decide"
+        columns.update(surrogate_decision_columns(routes.decision, routes.route, thresholds, now))
     return columns
 
 

@@ -106,7 +106,7 @@ class Scheduler:
             checker=self.checker,
         )
         self.book = CalibrationBook(
-            BookParams.from_config(config),
+            BookParams.from_config(config, getattr(self.domain, "slices", None)),
             self.domain.properties,
             self.domain.has_pass_fail,
             self.ledger,
@@ -317,21 +317,26 @@ class Scheduler:
         """
         cands = fresh.candidates
         n = len(cands)
+        regime = self.intake.generator_hash
+        slices = self._slices(cands)
         scored = self.book.score(cands)
         opinions = [s for s in scored.values() if s is not None]
         champ_scores = scored.get(self.book.champion) if self.book.champion is not None else None
         shown = champ_scores if champ_scores is not None else (opinions[-1] if opinions else None)
-        cert = self.book.certificate
+        thresholds = self.book.thresholds(regime, slices) if champ_scores is not None else None
         routes = route_batch(
             self.audit_rng.random(n),
             self._audit_rate,
-            cert,
+            thresholds,
             champ_scores.accept_risk if champ_scores is not None else None,
-            champ_scores.reject_risk if champ_scores is not None else None,
+            champ_scores.reject_risk if champ_scores is not None and self.domain.has_pass_fail
+            else None,
             has_surrogate=bool(scored),
             scored=bool(opinions),
         )
-        columns = routed_columns(fresh.seqs, fresh.texts, cands, routes, shown, cert, now)
+        columns = routed_columns(
+            fresh.seqs, fresh.texts, cands, slices, routes, shown, thresholds, now
+        )
         to_truth = routes.to_truth
         decision = routes.decision
         counts = {"pending": int(np.count_nonzero(to_truth))}
@@ -343,12 +348,40 @@ class Scheduler:
         self.stats.surrogate_accepted += counts.get("accepted", 0)
         self.stats.rejected += counts.get("rejected", 0)
         self.stats.surrogate_rejected += counts.get("rejected", 0)
-        self.rows.insert(n, columns, self.intake.generator_hash, now)
+        self.rows.insert(n, columns, regime, now)
+        audited = np.flatnonzero(routes.audit & to_truth).tolist()
+        if opinions and audited:
+            self.book.register_audits(
+                regime,
+                [fresh.seqs[i] for i in audited],
+                [slices[i] for i in audited],
+                [[s.item(i) for s in opinions] for i in audited],
+            )
+        batch = self.intake.batches
         for i in np.flatnonzero(to_truth).tolist():
             item_scores = [s.item(i) for s in opinions]
-            item = PendingItem(cands[i], bool(routes.audit[i]), routes.route[i], item_scores)
+            item = PendingItem(
+                cands[i], bool(routes.audit[i]), routes.route[i], item_scores,
+                regime=regime, slice=slices[i], batch=batch,
+            )  # fmt: skip
             self.dispatcher.add(fresh.seqs[i], item)
         return counts
+
+    def _slices(self, cands: list[Candidate]) -> np.ndarray:
+        """Each candidate's slice; a ``slice_of`` that raises or returns a non-string puts the
+        candidate in a slice of its own that is never certified."""
+        out = np.full(len(cands), "all", dtype=object)
+        if type(self.domain).slice_of is Domain.slice_of:
+            return out
+        for i, cand in enumerate(cands):
+            try:
+                name = self.domain.slice_of(cand)
+            except Exception as exc:
+                name = f"?{type(exc).__name__}"
+            if not isinstance(name, str) or not name:
+                name = "?invalid"
+            out[i] = name
+        return out
 
     # -- ground truth -----------------------------------------------------------------------------
     def _collect(self, timeout_s: float) -> None:
@@ -375,7 +408,7 @@ class Scheduler:
             self.stats.failed += 1
         if item.audit:
             self.stats.audits += 1
-            self.book.record_audit(item.scores, verdict)
+            self.book.resolve_audit(result.key, item.regime, item.slice, verdict)
         return ground_truth_update(item, result, now)
 
     # -- surrogate versions -----------------------------------------------------------------------
@@ -392,12 +425,21 @@ class Scheduler:
         return slot.version
 
     def _show_certificate(self, slot: SurrogateSlot) -> None:
-        """Display the certificate now in force (the book calls this when it changes)."""
-        cert = slot.certificate
+        """Display the certificates now in force (the book calls this when they change): the
+        champion, how many strata it may decide in, the largest Clopper-Pearson estimate."""
         self.stats.champion = slot.version
-        if cert is not None and cert.accept.certified:
-            self.stats.accept_threshold = cert.accept.threshold
-            self.stats.bound = cert.accept.upper_bound
+        certs = [
+            s.certificate
+            for s in slot.strata.values()
+            if s.certificate is not None and s.certificate.accept.certified
+        ]
+        self.stats.certified_strata = len(certs)
+        if slot.fixed is not None:
+            self.stats.accept_threshold = slot.fixed.accept.threshold
+            self.stats.bound = None
+        elif certs:
+            self.stats.accept_threshold = max(c.accept.threshold for c in certs)
+            self.stats.bound = max(c.accept.upper_bound for c in certs)
         else:
             self.stats.accept_threshold = None
             self.stats.bound = None

@@ -25,8 +25,12 @@ class RunStats:
     pending: int = 0
     surrogate_versions: int = 0
     champion: int | None = None
+    #: the largest accept threshold among the champion's certificates
     accept_threshold: float | None = None
+    #: the largest Clopper-Pearson estimate among them (an estimate; the promise is alpha)
     bound: float | None = None
+    #: (regime, slice) strata in which the champion may release
+    certified_strata: int = 0
     elapsed_s: float = 0.0
     generator_failures: int = 0
     #: items per ground-truth task at the moment (grows for fast verifiers on Dask)

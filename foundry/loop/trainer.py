@@ -89,11 +89,7 @@ class Trainer:
             return False
         if self.labels_at_fit and n - self.labels_at_fit < p.retrain_every:
             return False  # also after a failed fit: no refit on every result
-        certified = (
-            challenger is not None
-            and challenger.certificate is not None
-            and challenger.certificate.certified
-        )
+        certified = challenger is not None and challenger.certified
         if challenger is not None and not certified and challenger.n_audits < p.challenger_audits:
             return False  # let the challenger collect its audits before a newer one replaces it
         self.labels_at_fit = n
