@@ -153,6 +153,7 @@ class Case:
     #: candidates for this case (None: the run's --n)
     n: int | None = None
     surrogate: bool = True
+    deterministic: bool = False
 
 
 @dataclass
@@ -221,6 +222,7 @@ def run_case(case: Case, n: int, workdir: Path, n_workers: int | None) -> Result
         n_workers=n_workers,
         progress=False,
         surrogate=case.surrogate,
+        deterministic=case.deterministic,
         budget={"max_candidates": n},
     )
     samples: list[tuple[float, int]] = []
@@ -270,6 +272,13 @@ CASES = {
     "a": Case("a: local dask, process", "benchmarks.overhead:NoopDomain", "local", "process"),
     "b": Case("b: inline, none", "benchmarks.overhead:NoopDomain", "inline", "none"),
     "c": Case("c: local dask, 1 ms GT", "benchmarks.overhead:SleepyDomain", "local", "process"),
+    "e": Case(
+        "e: as a, deterministic",
+        "benchmarks.overhead:NoopDomain",
+        "local",
+        "process",
+        deterministic=True,
+    ),
     "d": Case(
         "d: local dask, 1 s GT, GT only",
         "benchmarks.overhead:SlowDomain",
@@ -349,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None, help="candidates per config")
     parser.add_argument("--quick", action="store_true", help="20k candidates per config")
     parser.add_argument(
-        "--configs", default="abcd", help="which of a, b, c, d to run (default abcd)"
+        "--configs", default="abcde", help="which of a, b, c, d, e to run (default abcde)"
     )
     parser.add_argument("--n-workers", type=int, default=None, help="Dask workers (default cores)")
     parser.add_argument("--target", type=float, default=20_000.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 import sys
@@ -10,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from foundry.contract import Candidate, FoundryError
 
@@ -125,10 +128,10 @@ class _Progress:
         rate = stats.generated / max(stats.elapsed_s, 1e-9)
         decided = stats.accepted + stats.rejected
         acc = stats.accepted / decided if decided else 0.0
-        bound = f"{stats.bound:.3%}" if stats.bound is not None else "none yet"
+        strata = f"{stats.certified_strata} certified" if stats.certified_strata else "none yet"
         info = (
             f"{rate:,.0f} cand/s | accept {acc:.1%} | GT calls {stats.gt_calls:,} | "
-            f"surrogate-released {stats.surrogate_accepted:,} | bound {bound}"
+            f"surrogate-released {stats.surrogate_accepted:,} | slices {strata}"
         )
         self._bar.update(self._task, completed=stats.generated, info=info)
 
@@ -156,10 +159,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_jsonl(path: Path, batch: int) -> Iterator[list[Candidate]]:
+def _read_jsonl(path: Path, batch: int, seed: int) -> Iterator[list[Candidate]]:
+    """The file's candidates in a seeded random order, in batches.
+
+    Shuffled because audits are a uniform sample only of a stream in random order: a file
+    sorted by size or difficulty would otherwise have its first, easy part certify the rest.
+    """
     from foundry.loop import INVALID_INPUT
 
-    out: list[Candidate] = []
+    cands: list[Candidate] = []
     with path.open() as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -178,12 +186,18 @@ def _read_jsonl(path: Path, batch: int) -> Iterator[list[Candidate]]:
             except (ValueError, TypeError) as exc:
                 reason = f"{path.name} line {lineno}: unreadable ({exc})"
                 cand = Candidate({INVALID_INPUT: reason, "line": line[:2000]}, source="injected")
-            out.append(cand)
-            if len(out) >= batch:
-                yield out
-                out = []
-    if out:
-        yield out
+            cands.append(cand)
+    order = np.random.default_rng(seed).permutation(len(cands))
+    for start in range(0, len(cands), batch):
+        yield [cands[i] for i in order[start : start + batch]]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -198,7 +212,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     over["surrogate"] = False
     over.setdefault("budget", {})["max_candidates"] = None
     cfg = load_config(args.config, **over)
-    scheduler = Scheduler(cfg, candidates=_read_jsonl(Path(args.input), cfg.batch_size))
+    path = Path(args.input)
+    scheduler = Scheduler(
+        cfg,
+        candidates=_read_jsonl(path, cfg.batch_size, cfg.seed),
+        stream_id=f"{path.name}:{_file_digest(path)}",
+    )
     if args.surrogate_from:
         model_dir = Path(args.surrogate_from) / "surrogates"
         models = sorted(model_dir.glob("v*.pkl"), key=lambda p: int(p.stem[1:]))
@@ -245,16 +264,29 @@ def _print_status(run_dir: Path) -> None:
     if s["failures"]:
         table.add_row("failures", ", ".join(f"{k}: {v}" for k, v in s["failures"].items()))
     table.add_row("surrogate versions", str(s["surrogate_versions"]))
-    cal = s["calibration_in_force"]
-    if cal and cal["accept_threshold"] is not None:
+    released = s["released_by_slice"]
+    if released:
         table.add_row(
-            "certified release",
-            f"v{s['champion']}: error <= {cal['accept_bound']:.3%} (target alpha "
-            f"{s['alpha']:.2%}, confidence {1 - s['delta']:.0%}; {cal['accept_n']} audits, "
-            f"{cal['accept_errors']} error{'' if cal['accept_errors'] == 1 else 's'})",
+            "guarantee",
+            f"per slice: error <= alpha = {s['alpha']:.2%} among "
+            f"surrogate-released examples, confidence {1 - s['delta']:.0%}",
         )
+        for name, r in released.items():
+            est = r["accept_estimate_weighted"]
+            shown = f"{est:.2%}" if est is not None else "-"
+            worst = r["accept_estimate_max"]
+            table.add_row(
+                f"  slice {name}",
+                f"{r['accepted']:,} released, {r['rejected']:,} rejected by surrogate(s) "
+                f"{', '.join(f'v{v}' for v in r['surrogate_versions'])} under "
+                f"{r['certificates']} certificate(s); Clopper-Pearson estimate "
+                f"{shown} release-weighted"
+                + (f", {worst:.2%} at most" if worst is not None else ""),
+            )
     else:
         table.add_row("certified release", "none: every accepted example is ground truth")
+    for message in s["promotions"]:
+        table.add_row("promotion", message)
     if s["events"]:
         table.add_row("events", ", ".join(f"{k}: {v}" for k, v in s["events"].items()))
     mon = s["monitor_last"]

@@ -195,3 +195,192 @@ class HostileDomain(AnalyticDomain):
 
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
         return HostileGroundTruth()
+
+
+# -- a surrogate that is worse in one region, and domains built on it -----------------------
+#
+# For tests/test_statistical_slices.py: per-slice certificates (the bad region is a slice),
+# steering into the bad region (a new regime), and completion order correlated with errors.
+
+
+def quadrant(x: np.ndarray) -> np.ndarray:
+    """The quadrant of each point: q1 (x0 >= 0, x1 >= 0), q2 (x0 < 0, x1 >= 0), q3, q4."""
+    x = np.atleast_2d(x)
+    upper, right = x[:, 1] >= 0, x[:, 0] >= 0
+    return np.where(upper, np.where(right, "q1", "q2"), np.where(right, "q4", "q3"))
+
+
+def item_hash(x: np.ndarray) -> np.ndarray:
+    """A deterministic pseudo-random number in [0, 1) per point."""
+    x = np.atleast_2d(x)
+    v = np.sin(12.9898 * x[:, 0] + 78.233 * x[:, 1]) * 43758.5453
+    return v - np.floor(v)
+
+
+class UnevenAnalyticSurrogate(AnalyticSurrogate):
+    """The analytic surrogate, learning, and overconfident in one quadrant.
+
+    * It learns: its systematic error shrinks as its labels grow (``skill`` falls from 1 at
+      :attr:`learn_from` labels to 0.5), so later versions decide more and may take over.
+    * In :attr:`bad_quadrant` its actual error is :attr:`gain` times the error its own
+      uncertainty reflects, and a share :attr:`glitch_rate` of the items there carry an extra
+      :attr:`glitch` its uncertainty does not show at all: its risks there are too low, so a
+      certificate earned elsewhere lets far more errors through there.
+    """
+
+    bad_quadrant: ClassVar[str] = "q1"
+    gain: ClassVar[float] = 1.3
+    glitch_rate: ClassVar[float] = 0.0
+    glitch: ClassVar[float] = 0.3
+    learn_from: ClassVar[int] = 300
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skill = 1.0
+
+    def errors(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actual error, the error its uncertainty reflects) per item, before the offset."""
+        x = np.atleast_2d(x)
+        seen = self.skill * surrogate_error(x)
+        bad = quadrant(x) == self.bad_quadrant
+        glitch = self.glitch * (item_hash(x) < self.glitch_rate)
+        return np.where(bad, self.gain * seen + glitch, seen), seen
+
+    def fit(self, candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> None:
+        x = np.array([c.payload["x"] for c in candidates], dtype=float).reshape(-1, 2)
+        y = np.array([v.properties["y"] for v in verdicts])
+        self.skill = float(np.clip((self.learn_from / max(len(x), 1)) ** 0.35, 0.5, 1.0))
+        actual, _ = self.errors(x)
+        self.offset = float(np.mean(y - truth(x) - actual))
+        self.fitted = True
+
+    def predict(self, candidates: Sequence[Candidate]) -> Predictions:
+        n = len(candidates)
+        if n == 0:
+            return Predictions(0, np.zeros(0), {"y": np.zeros(0)}, {"y": np.zeros(0)})
+        x = np.array([c.payload["x"] for c in candidates], dtype=float)
+        actual, seen = self.errors(x)
+        y_hat = truth(x) + actual + self.offset
+        sigma = 0.4 * np.abs(seen) + 0.01
+        p_pass = ndtr((y_hat - PASS_LEVEL) / np.maximum(sigma, 0.02))
+        return Predictions(n, p_pass, {"y": y_hat}, {"y": sigma})
+
+
+class GlitchyAnalyticSurrogate(UnevenAnalyticSurrogate):
+    """Uneven, and in its bad quadrant a tenth of the items are off by 0.3 unannounced."""
+
+    glitch_rate: ClassVar[float] = 0.1
+
+
+class SlicedAnalyticDomain(AnalyticDomain):
+    """The analytic domain sliced by quadrant of x, with a surrogate that is bad in q1."""
+
+    name = "analytic_sliced"
+    slices: ClassVar[tuple[str, ...] | None] = ("q1", "q2", "q3", "q4")
+
+    def slice_of(self, candidate: Candidate) -> str:
+        return str(quadrant(np.asarray(candidate.payload["x"], dtype=float))[0])
+
+    def surrogate(self) -> UnevenAnalyticSurrogate:
+        return GlitchyAnalyticSurrogate()
+
+
+class PooledSlicedAnalyticDomain(SlicedAnalyticDomain):
+    """Control: the same domain and surrogate with one slice for all (pooled certificates)."""
+
+    name = "analytic_pooled"
+    slices: ClassVar[tuple[str, ...] | None] = None
+    slice_of = Domain.slice_of
+
+
+class SteeredAnalyticDomain(AnalyticDomain):
+    """The uneven surrogate, on a generator with a ``shift`` knob in [0, 1]:
+    ``x0 ~ U(-1 + shift, 1)``, ``x1 ~ U(-1 + shift, shift)``.
+
+    ``shift = 0`` draws x from the lower half (q3, q4), where the surrogate is good;
+    ``shift = 1`` from q1, where it is overconfident.
+    """
+
+    name = "analytic_steered"
+    steering_defaults: ClassVar[dict[str, float]] = {"shift": 0.0}
+
+    def shift(self, n: int, steering: Mapping[str, float]) -> float:
+        return float(steering.get("shift", 0.0))
+
+    def generate(
+        self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
+    ) -> list[Candidate]:
+        shift = float(np.clip(self.shift(n, steering), 0.0, 1.0))
+        x = rng.uniform(0.0, 1.0, size=(n, 2))
+        x[:, 0] = -1.0 + shift + (2.0 - shift) * x[:, 0]
+        x[:, 1] = -1.0 + shift + x[:, 1]
+        return [Candidate({"x": [float(a), float(b)]}) for a, b in x]
+
+    def surrogate(self) -> UnevenAnalyticSurrogate:
+        return UnevenAnalyticSurrogate()
+
+
+class HiddenShiftAnalyticDomain(SteeredAnalyticDomain):
+    """Control: the same shift, made by the generator itself once it has made
+    :attr:`switch_at` candidates (a count it keeps), not by steering - so the regime (the
+    generator's hash) stays the same when the distribution changes."""
+
+    name = "analytic_hidden_shift"
+    steering_defaults: ClassVar[dict[str, float]] = {}
+    switch_at: int = 3000
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.generated = 0
+
+    def shift(self, n: int, steering: Mapping[str, float]) -> float:
+        shift = 1.0 if self.generated >= self.switch_at else 0.0
+        self.generated += n
+        return shift
+
+
+# -- completion order correlated with errors -------------------------------------------------
+
+
+def _typical_offset() -> float:
+    """The offset :class:`AnalyticSurrogate` learns from uniform labels (minus its mean
+    error)."""
+    x = np.random.default_rng(0).uniform(-1, 1, size=(200_000, 2))
+    return float(-np.mean(surrogate_error(x)))
+
+
+#: what :class:`AnalyticSurrogate` adds to its predictions after a fit on uniform labels
+TYPICAL_OFFSET = _typical_offset()
+#: seconds the ground truth takes on an item whose release would be wrong (from, to)
+SLOW_S = (0.005, 0.02)
+
+
+def release_would_be_wrong(x: np.ndarray) -> np.ndarray:
+    """``accept_error`` of the analytic surrogate (with its typical offset) per point: the
+    item fails, or the prediction is off by more than the tolerance."""
+    x = np.atleast_2d(x)
+    y = truth(x)
+    y_hat = y + surrogate_error(x) + TYPICAL_OFFSET
+    return (y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)
+
+
+class LatencyGroundTruth(AnalyticGroundTruth):
+    """The analytic truth, slow (5-20 ms) exactly on the items whose release on the
+    surrogate's word would be wrong: those complete late, the right ones early."""
+
+    name = "analytic_latency"
+
+    def execute(self, job: np.ndarray, workdir: str) -> float:
+        if bool(release_would_be_wrong(job)[0]):
+            lo, hi = SLOW_S
+            time.sleep(lo + (hi - lo) * float(item_hash(job)[0]))
+        return super().execute(job, workdir)
+
+
+class LatencyAnalyticDomain(AnalyticDomain):
+    """The analytic domain whose ground truth is slow where the surrogate is wrong."""
+
+    name = "analytic_latency"
+
+    def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
+        return LatencyGroundTruth()

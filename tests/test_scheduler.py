@@ -175,7 +175,9 @@ def test_export_and_status(certified_run):
     assert all(r["decision"] == "accepted" and json.loads(r["label"])["y"] for r in table)
     summary = summarize(cfg.run_dir)
     assert summary["total"] == 12000 and summary["finished"]
-    assert summary["calibration_in_force"]["accept_bound"] <= cfg.alpha
+    by_slice = summary["released_by_slice"]["all"]
+    assert by_slice["accepted"] == stats.surrogate_accepted
+    assert by_slice["accept_estimate_max"] <= cfg.alpha
     assert (cfg.run_dir / "config.json").exists()
 
 

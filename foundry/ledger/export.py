@@ -82,6 +82,46 @@ def export_run(
     return out, n
 
 
+def release_weighted(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per slice: what the surrogate released and rejected, under how many certificates, and
+    the Clopper-Pearson estimates of those certificates weighted by the rows each decided.
+
+    The estimates are estimates (the bound at a threshold chosen from the data); what is
+    guaranteed is alpha. Reported as the certificates the rows were released under, not the
+    latest calibration, which may have decided nothing.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        entry = out.setdefault(
+            g["slice"],
+            {
+                "accepted": 0,
+                "rejected": 0,
+                "certificates": set(),
+                "surrogate_versions": set(),
+                "_acc": [],
+                "_rej": [],
+            },
+        )
+        kind = "accepted" if g["decision"] == "accepted" else "rejected"
+        entry[kind] += g["n"]
+        if g["certificate"] is not None:
+            entry["certificates"].add(g["certificate"])
+        if g["surrogate_version"] is not None:
+            entry["surrogate_versions"].add(g["surrogate_version"])
+        bound = g["accept_bound"] if kind == "accepted" else g["reject_bound"]
+        if bound is not None:
+            entry["_acc" if kind == "accepted" else "_rej"].append((g["n"], bound))
+    for entry in out.values():
+        for key, pairs in (("accept", entry.pop("_acc")), ("reject", entry.pop("_rej"))):
+            n = sum(k for k, _ in pairs)
+            entry[f"{key}_estimate_weighted"] = sum(k * b for k, b in pairs) / n if n else None
+            entry[f"{key}_estimate_max"] = max((b for _, b in pairs), default=None)
+        entry["certificates"] = len(entry["certificates"])
+        entry["surrogate_versions"] = sorted(entry["surrogate_versions"])
+    return dict(sorted(out.items()))
+
+
 def summarize(run_dir: Path) -> dict[str, Any]:
     """Everything `foundry status` shows, as data."""
     ledger = Ledger(Path(run_dir), read_only=True)
@@ -104,14 +144,31 @@ def summarize(run_dir: Path) -> dict[str, Any]:
             )
         ]
         monitor = ledger.table("monitor")
+        released = [
+            dict(r)
+            for r in ledger.db.execute(
+                "SELECT COALESCE(e.slice, 'all') AS slice, e.decision AS decision, "
+                "e.calibration_version AS certificate, COUNT(*) AS n, "
+                "c.accept_bound AS accept_bound, c.reject_bound AS reject_bound, "
+                "c.surrogate_version AS surrogate_version, c.accept_n AS accept_n, "
+                "c.reject_n AS reject_n "
+                "FROM examples e LEFT JOIN calibrations c ON c.version = e.calibration_version "
+                "WHERE e.decided_by = 'surrogate' "
+                "GROUP BY COALESCE(e.slice, 'all'), e.decision, e.calibration_version"
+            )
+        ]
+        promotions = [
+            dict(r)
+            for r in ledger.db.execute(
+                "SELECT t, message FROM events WHERE kind = 'promote' ORDER BY t"
+            )
+        ]
     finally:
         ledger.close()
     stats = meta.get("stats", {})
-    in_force = None
     champion = stats.get("champion")
-    for cal in calibrations:
-        if cal["surrogate_version"] == champion:
-            in_force = cal
+    config = meta.get("config", {})
+    alpha, delta = config.get("alpha"), config.get("delta")
     return {
         "run_dir": str(run_dir),
         "domain": meta.get("domain", {}).get("name"),
@@ -127,9 +184,17 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "failures": {k: v for k, v in failures if k},
         "surrogate_versions": len(surrogates),
         "champion": champion,
-        "calibration_in_force": in_force,
-        "alpha": meta.get("config", {}).get("alpha"),
-        "delta": meta.get("config", {}).get("delta"),
+        "promotions": [p["message"] for p in promotions],
+        "alpha": alpha,
+        "delta": delta,
+        "guarantee": (
+            f"among the examples released on the surrogate's word, in every slice, the error "
+            f"rate is <= alpha = {alpha} with confidence 1 - delta = {1 - delta:g}"
+            if alpha is not None and delta is not None
+            else None
+        ),
+        "released_by_slice": release_weighted(released),
+        "certificates": len(calibrations),
         "events": dict(events),
         "recent_problems": last_events,
         "monitor_last": json.loads(monitor[-1]["metrics"]) if monitor else None,

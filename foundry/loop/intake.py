@@ -68,6 +68,7 @@ class Intake:
         *,
         steering: Mapping[str, float],
         external: Iterator[list[Candidate]] | None = None,
+        stream_id: str | None = None,
         steering_policy: SteeringPolicy | None = None,
         checker: GuardedChecker | None = None,
     ) -> None:
@@ -78,6 +79,8 @@ class Intake:
         self.rng = rng
         self.steering: dict[str, float] = dict(steering)
         self.external = external
+        #: the regime of an external stream: one input, one regime
+        self.stream_id = stream_id
         self.steering_policy = steering_policy
         #: runs the domain's rule check outside this interpreter (untrusted domains)
         self.checker = checker
@@ -91,7 +94,9 @@ class Intake:
     @property
     def generator_hash(self) -> str:
         """The regime the rows were generated in (generator config incl. steering)."""
-        return self._generator_hash if self.external is None else "external"
+        if self.external is None:
+            return self._generator_hash
+        return f"input:{self.stream_id}" if self.stream_id else "external"
 
     def _generator_config_hash(self) -> str:
         blob = canonical_json(

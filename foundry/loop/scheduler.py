@@ -66,6 +66,7 @@ class Scheduler:
         candidates: Iterator[list[Candidate]] | None = None,
         progress: ProgressCallback | None = None,
         steering_policy: SteeringPolicy | None = None,
+        stream_id: str | None = None,
     ) -> None:
         from foundry.registry import load_domain
 
@@ -102,6 +103,7 @@ class Scheduler:
             np.random.default_rng(gen_seed),
             steering={**self.domain.steering_defaults, **config.steering},
             external=candidates,
+            stream_id=stream_id,
             steering_policy=steering_policy,
             checker=self.checker,
         )
@@ -117,7 +119,7 @@ class Scheduler:
             TrainerParams.from_config(config),
             self.ledger,
             self.run_dir / "surrogates",
-            sync=config.executor == "inline",
+            sync=config.executor == "inline" or config.deterministic,
         )
         self.dispatcher = Dispatcher(
             self.executor,
@@ -129,6 +131,8 @@ class Scheduler:
             self.ledger, self.domain.name, self.domain.version, self.verifier.options_json
         )
         self.monitor = Monitor(self.domain, self.ledger)
+        #: final results not yet folded in (deterministic runs fold them at batch boundaries)
+        self._held: dict[int, tuple[PendingItem, GTResult]] = {}
 
     # -- what the parts hold, for callers that inspect a run ------------------------------------
     @property
@@ -209,6 +213,13 @@ class Scheduler:
             self._collect(timeout_s=timeout_s)
         elif self.trainer.fitting:
             self.trainer.join(timeout=timeout_s)
+        if self.cfg.deterministic and not self.dispatcher.pending and self._held:
+            self._fold_all()  # every batch so far is final: a deterministic point
+
+    def _fold_all(self) -> None:
+        """Fold every held result, in submission order."""
+        ready = sorted(self._held)
+        self._fold([self._held.pop(key) for key in ready])
 
     def _waiting_for_first_model(self) -> bool:
         """Hold generation until the first surrogate exists: every candidate made before it
@@ -219,7 +230,7 @@ class Scheduler:
             return False
         if self.trainer.fitting:
             return True
-        return self._first_fit_quota() <= 0 and bool(self.dispatcher.pending)
+        return self._first_fit_quota() <= 0 and self._unfolded() > 0
 
     def _first_fit_pending(self) -> bool:
         """Before the first surrogate: hold to the first-fit quota (not after a failed fit,
@@ -233,7 +244,7 @@ class Scheduler:
 
     def _first_fit_quota(self) -> int:
         """Candidates still to make for the first fit (labels + those in flight count)."""
-        return self.cfg.min_train_labels - len(self.trainer.labels) - len(self.dispatcher.pending)
+        return self.cfg.min_train_labels - len(self.trainer.labels) - self._unfolded()
 
     def _stop_reason(self) -> str:
         budget = self.cfg.budget
@@ -264,6 +275,8 @@ class Scheduler:
             if deadline is not None and time.monotonic() > deadline:
                 self.ledger.event("warning", "drain", f"{len(pending)} items left pending at stop")
                 break
+        if self._held:
+            self._fold_all()
         self.trainer.join()
         self._absorb_training()
 
@@ -291,6 +304,8 @@ class Scheduler:
 
     # -- producing and routing ----------------------------------------------------------------
     def _produce_batch(self) -> bool:
+        if self.cfg.deterministic:
+            self._fold_due()
         n = self.cfg.batch_size
         if self._first_fit_pending():
             n = min(n, max(self._first_fit_quota(), 1))
@@ -385,14 +400,43 @@ class Scheduler:
 
     # -- ground truth -----------------------------------------------------------------------------
     def _collect(self, timeout_s: float) -> None:
+        """Take in finished ground truth: folded at once, or - in a deterministic run - held
+        until the batch boundary at which it is due."""
         outcomes = self.dispatcher.collect(timeout_s)
         if not outcomes:
             return
-        updates = [self._land(item, result) for item, result in self.dispatcher.settle(outcomes)]
+        settled = self.dispatcher.settle(outcomes)
+        if self.cfg.deterministic:
+            for item, result in settled:
+                self._held[result.key] = (item, result)
+            return
+        self._fold(list(settled))
+
+    def _fold(self, settled: list[tuple[PendingItem, GTResult]]) -> None:
+        """Labels, audits and row updates of final results; then looks and training."""
+        updates = [self._land(item, result) for item, result in settled]
         self.ledger.update_ground_truth(updates)
         self.book.maybe_calibrate()
         if self.trainer.maybe_start(self.book.challenger_slot) and self.trainer.sync:
             self._absorb_training()
+
+    def _fold_due(self) -> None:
+        """Deterministic runs, before each batch: wait until every ground-truth item of the
+        batches ``deterministic_lag_batches`` back is final, then fold exactly those, in
+        submission order. What the loop decides then depends on the seed, the config and the
+        ground truth's answers - not on when the answers arrived."""
+        due = self.intake.batches + 1 - self.cfg.deterministic_lag_batches
+        pending = self.dispatcher.pending
+        while any(item.batch <= due for item in pending.values()):
+            self.dispatcher.submit()
+            self._collect(timeout_s=0.2)
+        ready = sorted(key for key, (item, _) in self._held.items() if item.batch <= due)
+        if ready:
+            self._fold([self._held.pop(key) for key in ready])
+
+    def _unfolded(self) -> int:
+        """Ground-truth items not yet folded in: in flight, queued or held."""
+        return len(self.dispatcher.pending) + len(self._held)
 
     def _land(self, item: PendingItem, result: GTResult) -> GroundTruthUpdate:
         """Fold one final ground-truth result in: a label, maybe an audit, and its row update."""
