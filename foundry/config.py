@@ -56,7 +56,15 @@ class RunConfig(BaseModel):
     )
     run_dir: Path = Path("runs/latest")
     seed: int = 0
-    fidelity: str | None = None
+    fidelity: str | None = Field(
+        None, description="the ground truth's fidelity (default: the domain's last, the top)"
+    )
+    ladder: list[str] | None = Field(
+        None,
+        description="fidelities to run, cheapest first, the last being the top tier every "
+        "certificate is against; each cheaper tier runs before the surrogate scores an item, "
+        "and the surrogate sees its verdict (Candidate.evidence)",
+    )
     steering: dict[str, float] = Field(default_factory=dict)
     domain_options: dict[str, Any] = Field(
         default_factory=dict,

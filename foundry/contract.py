@@ -105,6 +105,10 @@ class Candidate:
     parent_ids: tuple[str, ...] = ()
     #: Filled by the scheduler (``content_id(domain, payload)``) if left empty.
     id: str = ""
+    #: Verdicts of the cheaper tiers of the fidelity ladder, keyed by fidelity, once they
+    #: have run: what a surrogate learns the correction from (Delta-learning) and what a
+    #: costlier tier may start from. Not part of the payload, so not of the content id.
+    evidence: dict[str, Verdict] = field(default_factory=dict)
 
 
 @dataclass

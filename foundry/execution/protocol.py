@@ -123,6 +123,7 @@ def candidate_to_wire(candidate: Candidate) -> dict[str, Any]:
         "generation": int(candidate.generation),
         "parent_ids": list(candidate.parent_ids),
         "id": candidate.id,
+        "evidence": {k: verdict_to_wire(v) for k, v in candidate.evidence.items()},
     }
 
 
@@ -133,6 +134,7 @@ def candidate_from_wire(data: Mapping[str, Any]) -> Candidate:
         generation=int(data["generation"]),
         parent_ids=tuple(data["parent_ids"]),
         id=str(data["id"]),
+        evidence={str(k): verdict_from_wire(v) for k, v in data.get("evidence", {}).items()},
     )
 
 

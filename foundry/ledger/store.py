@@ -150,6 +150,11 @@ class Ledger:
               alpha REAL NOT NULL, reject_alpha REAL NOT NULL, coverage REAL,
               regime TEXT, slice TEXT, look INTEGER, audits_used INTEGER,
               last_audit_seq INTEGER);
+            CREATE TABLE IF NOT EXISTS verifications (
+              seq INTEGER NOT NULL, fidelity TEXT NOT NULL, passed INTEGER, properties TEXT,
+              measurements TEXT, reason TEXT, simulator TEXT, simulator_version TEXT,
+              walltime_s REAL, host TEXT, failure_kind TEXT, error TEXT,
+              created_at REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS events (
               t REAL NOT NULL, level TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS monitor (t REAL NOT NULL, n_seen INTEGER NOT NULL,
@@ -244,6 +249,15 @@ class Ledger:
             [record[k] for k in keys],
         )
         self.db.commit()
+
+    def add_verifications(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Verdicts of the fidelity ladder's tiers: (seq, fidelity, passed, properties,
+        measurements, reason, simulator, simulator_version, walltime_s, host, failure_kind,
+        error, created_at) each."""
+        self.db.executemany(
+            "INSERT INTO verifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+        self._commit_soon()
 
     def event(self, level: str, kind: str, message: str) -> None:
         self.db.execute(

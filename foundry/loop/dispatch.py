@@ -49,20 +49,54 @@ class PendingItem:
     #: the intake batch it was generated in (deterministic runs fold results by batch)
     batch: int = 0
     attempts: int = 0
+    #: index into the run's fidelity ladder of the tier it waits for (the last: the top tier)
+    tier: int = 0
+    #: canonical payload text and audit draw, kept while a ladder's lower tiers run (the row
+    #: is written when the item is scored and routed)
+    text: str = ""
+    audit_draw: float = 1.0
 
 
-def make_executor(cfg: RunConfig, verifier: VerifierSpec) -> Executor:
+def make_executor(cfg: RunConfig, verifiers: Sequence[VerifierSpec]) -> Executor:
     """The executor a run configures when none is passed in: workers sized to the cores this
-    process may use, divided by the verifier's threads per item."""
+    process may use, divided by the largest threads per item of the run's tiers."""
     if cfg.executor == "inline":
         return InlineExecutor()
-    return DaskExecutor(n_workers=cfg.n_workers, threads_per_task=verifier.resources.threads)
+    threads = max(v.resources.threads for v in verifiers)
+    return DaskExecutor(n_workers=cfg.n_workers, threads_per_task=threads)
 
 
-def verifier_spec(cfg: RunConfig, domain: Domain) -> VerifierSpec:
-    """The verifier a run's tasks need: the ground truth's declaration (read from an instance
-    built here - which must be cheap - and closed again), with the config's overrides."""
-    gt = domain.ground_truth(cfg.fidelity)
+def ladder_of(cfg: RunConfig, domain: Domain) -> tuple[str | None, ...]:
+    """The fidelities a run uses, cheapest first; the last is the top tier.
+
+    Without ``ladder``: the one tier ``fidelity`` names (``None``: the domain's default, its
+    last). A ladder must list declared fidelities in the domain's order (cheapest first),
+    each once, and agree with ``fidelity`` when both are set.
+    """
+    if not cfg.ladder:
+        return (cfg.fidelity,)
+    declared = list(domain.fidelities)
+    unknown = [f for f in cfg.ladder if f not in declared]
+    if unknown:
+        raise ValueError(f"ladder: unknown fidelities {unknown}; {domain.name} has {declared}")
+    if len(set(cfg.ladder)) != len(cfg.ladder):
+        raise ValueError(f"ladder lists a fidelity twice: {cfg.ladder}")
+    if [declared.index(f) for f in cfg.ladder] != sorted(declared.index(f) for f in cfg.ladder):
+        raise ValueError(
+            f"ladder {cfg.ladder} must go cheapest first, in the domain's order {declared}"
+        )
+    if cfg.fidelity is not None and cfg.fidelity != cfg.ladder[-1]:
+        raise ValueError(
+            f"fidelity {cfg.fidelity!r} is not the ladder's top tier {cfg.ladder[-1]!r}"
+        )
+    return tuple(cfg.ladder)
+
+
+def verifier_spec(cfg: RunConfig, domain: Domain, fidelity: str | None = None) -> VerifierSpec:
+    """The verifier of one tier: the ground truth's declaration (read from an instance built
+    here - which must be cheap - and closed again), with the config's overrides (which apply
+    to every tier)."""
+    gt = domain.ground_truth(fidelity)
     try:
         declared = gt.resources
         sandbox_paths = tuple(gt.sandbox_paths)
@@ -75,7 +109,7 @@ def verifier_spec(cfg: RunConfig, domain: Domain) -> VerifierSpec:
     return VerifierSpec(
         domain_spec=domain_spec(domain, cfg.domain),
         options_json=options_json(getattr(domain, "options", None)),
-        fidelity=cfg.fidelity,
+        fidelity=fidelity,
         resources=resources,
         isolation=isolation,
         sandbox_paths=(*sandbox_paths, *cfg.sandbox_paths),
@@ -95,7 +129,8 @@ def domain_spec(domain: Domain, configured: str) -> str:
 class DispatchParams:
     """What a ground-truth task carries, how tasks are sized, and how often items are retried."""
 
-    verifier: VerifierSpec
+    #: one verifier per tier of the fidelity ladder, cheapest first; the last is the top tier
+    verifiers: tuple[VerifierSpec, ...]
     #: fixed items per task; None sizes tasks from the verifier's cost
     chunk_size: int | None
     #: worker seconds a task of a fast verifier grows to
@@ -105,10 +140,15 @@ class DispatchParams:
     max_pending: int | None
     batch_size: int
 
+    @property
+    def verifier(self) -> VerifierSpec:
+        """The top tier's verifier: what every certificate is against."""
+        return self.verifiers[-1]
+
     @classmethod
-    def from_config(cls, cfg: RunConfig, verifier: VerifierSpec) -> DispatchParams:
+    def from_config(cls, cfg: RunConfig, verifiers: Sequence[VerifierSpec]) -> DispatchParams:
         return cls(
-            verifier=verifier,
+            verifiers=tuple(verifiers),
             chunk_size=cfg.chunk_size,
             chunk_target_s=cfg.chunk_target_s,
             max_attempts=cfg.gt_max_attempts,
@@ -128,16 +168,25 @@ class Dispatcher:
         self.stats = stats
         self.ledger = ledger
         self.pending: dict[int, PendingItem] = {}
-        self.queue: list[tuple[int, Candidate]] = []
-        self._item_busy_s: float | None = None
+        self.tiers = len(params.verifiers)
+        #: per tier, (seq, candidate) pairs waiting to be sent
+        self.queues: list[list[tuple[int, Candidate]]] = [[] for _ in params.verifiers]
+        self._tier_of = {spec: i for i, spec in enumerate(params.verifiers)}
+        self._item_busy_s: list[float | None] = [None] * self.tiers
+        self._next_tier = 0
+
+    @property
+    def queue(self) -> list[tuple[int, Candidate]]:
+        """The top tier's queue."""
+        return self.queues[-1]
 
     def add(self, seq: int, item: PendingItem) -> None:
         self.pending[seq] = item
-        self.queue.append((seq, item.candidate))
+        self.queues[item.tier].append((seq, item.candidate))
 
     def busy(self) -> bool:
         """Work in flight or waiting to be sent."""
-        return bool(self.executor.in_flight() or self.queue)
+        return bool(self.executor.in_flight() or any(self.queues))
 
     def max_pending(self) -> int:
         """Backlog at which generation pauses: enough to keep every slot fed a few times."""
@@ -147,45 +196,69 @@ class Dispatcher:
 
     # -- sending ----------------------------------------------------------------------------
     def submit(self) -> None:
-        while self.queue and self.executor.in_flight() < self.executor.slots:
-            size = self.stats.chunk_size = self._chunk_size()
-            items, self.queue = self.queue[:size], self.queue[size:]
-            self.stats.gt_calls += len(items)
-            self.executor.submit(self._make_job(items))
+        """Fill free slots, taking the tiers' queues in turn (a ladder's lower tiers feed the
+        top tier; neither may starve the other)."""
+        while self.executor.in_flight() < self.executor.slots:
+            tier = self._pick_tier()
+            if tier is None:
+                return
+            size = self._chunk_size(tier)
+            if tier == self.tiers - 1:
+                self.stats.chunk_size = size
+            queue = self.queues[tier]
+            items, self.queues[tier] = queue[:size], queue[size:]
+            if tier == self.tiers - 1:
+                self.stats.gt_calls += len(items)
+            fidelity = self.params.verifiers[tier].fidelity or "ground-truth"
+            self.stats.tier_calls[fidelity] = self.stats.tier_calls.get(fidelity, 0) + len(items)
+            self.executor.submit(self._make_job(tier, items))
 
-    def _make_job(self, items: Sequence[tuple[int, Candidate]]) -> ChunkJob:
+    def _pick_tier(self) -> int | None:
+        for step in range(self.tiers):
+            tier = (self._next_tier + step) % self.tiers
+            if self.queues[tier]:
+                self._next_tier = (tier + 1) % self.tiers
+                return tier
+        return None
+
+    def _make_job(self, tier: int, items: Sequence[tuple[int, Candidate]]) -> ChunkJob:
         """The one place a ground-truth task is built."""
-        return ChunkJob(self.params.verifier, tuple(items))
+        return ChunkJob(self.params.verifiers[tier], tuple(items))
 
-    def _chunk_size(self) -> int:
-        """Items per ground-truth task, from the verifier's cost per item: the measured
-        worker seconds (moving average), else its declared ``expected_cost_s``. A task keeps
-        its worker busy for about ``chunk_target_s``: a task costs this process and the Dask
-        scheduler milliseconds, so a microsecond verifier in tasks of one would be all
-        overhead, while a slow verifier (DFT, MD) goes one item a task - a lost worker then
-        loses one item, and every idle worker can take the next. Unknown cost: one item, until
-        the first task has measured it. In-process executors have no task overhead and keep
-        a fixed size, so that their runs do not depend on timing."""
+    def _chunk_size(self, tier: int | None = None) -> int:
+        """Items per task of ``tier`` (default: the top tier), from the verifier's cost per
+        item: the measured worker seconds (moving average), else its declared
+        ``expected_cost_s``. A task keeps its worker busy for about ``chunk_target_s``: a task
+        costs this process and the Dask scheduler milliseconds, so a microsecond verifier in
+        tasks of one would be all overhead, while a slow verifier (DFT, MD) goes one item a
+        task - a lost worker then loses one item, and every idle worker can take the next.
+        Unknown cost: one item, until the first task has measured it. In-process executors
+        have no task overhead and keep a fixed size, so that their runs do not depend on
+        timing."""
         p = self.params
         if p.chunk_size is not None:
             return p.chunk_size
         if not self.executor.remote:
             return INLINE_CHUNK_SIZE
-        per_item_s = self._item_busy_s
+        tier = self.tiers - 1 if tier is None else tier
+        per_item_s = self._item_busy_s[tier]
         if per_item_s is None:
-            per_item_s = p.verifier.resources.expected_cost_s
+            per_item_s = p.verifiers[tier].resources.expected_cost_s
         if per_item_s is None or p.chunk_target_s <= 0:
             return 1
         grown = int(p.chunk_target_s / max(per_item_s, 1e-9))
         return max(1, min(grown, MAX_CHUNK_SIZE))
 
     def _observe_chunk(self, outcome: ChunkOutcome) -> None:
-        """Track worker seconds per item (moving average over chunks)."""
+        """Track worker seconds per item of each tier (moving average over chunks)."""
         if outcome.error is not None or not outcome.job.items or outcome.busy_s <= 0:
             return
+        tier = self._tier_of.get(outcome.job.verifier, self.tiers - 1)
         per_item_s = outcome.busy_s / len(outcome.job.items)
-        previous = self._item_busy_s
-        self._item_busy_s = per_item_s if previous is None else 0.7 * previous + 0.3 * per_item_s
+        previous = self._item_busy_s[tier]
+        self._item_busy_s[tier] = (
+            per_item_s if previous is None else 0.7 * previous + 0.3 * per_item_s
+        )
 
     # -- receiving --------------------------------------------------------------------------
     def collect(self, timeout_s: float) -> list[ChunkOutcome]:
@@ -226,7 +299,7 @@ class Dispatcher:
             and result.failure_kind in RETRYABLE
             and item.attempts < self.params.max_attempts
         ):
-            self.queue.append((result.key, item.candidate))
+            self.queues[item.tier].append((result.key, item.candidate))
             return None
         del self.pending[result.key]
         return item

@@ -176,6 +176,26 @@ def routed_columns(
     return columns
 
 
+def verification_row(seq: int, fidelity: str, result: GTResult, now: float) -> tuple:
+    """One tier's verdict (or failure) on one item, for the ledger's verifications table."""
+    verdict = result.verdict
+    return (
+        seq,
+        fidelity,
+        int(verdict.passed) if verdict is not None else None,
+        _json_floats(verdict.properties) if verdict is not None else None,
+        _json_floats(verdict.measurements) if verdict is not None else None,
+        verdict.reason if verdict is not None else None,
+        result.simulator,
+        result.simulator_version,
+        result.walltime_s,
+        result.host,
+        result.failure_kind or None,
+        result.error or None,
+        now,
+    )
+
+
 def ground_truth_update(item: PendingItem, result: GTResult, now: float) -> GroundTruthUpdate:
     """What a final ground-truth result writes back to its row."""
     verdict = result.verdict

@@ -28,12 +28,18 @@ from foundry.loop.dispatch import (
     Dispatcher,
     DispatchParams,
     PendingItem,
+    ladder_of,
     make_executor,
     verifier_spec,
 )
 from foundry.loop.intake import Fresh, Intake, IntakeParams
 from foundry.loop.router import route_batch
-from foundry.loop.rows import RowWriter, ground_truth_update, routed_columns
+from foundry.loop.rows import (
+    RowWriter,
+    ground_truth_update,
+    routed_columns,
+    verification_row,
+)
 from foundry.loop.stats import ProgressCallback, RunStats, SteeringPolicy
 from foundry.loop.trainer import Trained, Trainer, TrainerParams
 from foundry.monitor import Monitor
@@ -77,12 +83,17 @@ class Scheduler:
             _check_same_options(domain, config.domain_options)
         self.domain = domain
         # everything that can be wrong with the config fails here, before the run dir exists
-        self.verifier = verifier_spec(config, self.domain)
+        #: one verifier per tier of the fidelity ladder, cheapest first; the last is the top
+        self.verifiers = tuple(
+            verifier_spec(config, self.domain, fidelity)
+            for fidelity in ladder_of(config, self.domain)
+        )
+        self.verifier = self.verifiers[-1]
         self.run_dir = Path(config.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.run_dir)
         self._owns_executor = executor is None
-        self.executor = executor if executor is not None else make_executor(config, self.verifier)
+        self.executor = executor if executor is not None else make_executor(config, self.verifiers)
         self.progress = progress
         self.stats = RunStats()
         self.stats.workers = self.executor.workers
@@ -123,7 +134,7 @@ class Scheduler:
         )
         self.dispatcher = Dispatcher(
             self.executor,
-            DispatchParams.from_config(config, self.verifier),
+            DispatchParams.from_config(config, self.verifiers),
             self.stats,
             self.ledger,
         )
@@ -133,6 +144,10 @@ class Scheduler:
         self.monitor = Monitor(self.domain, self.ledger)
         #: final results not yet folded in (deterministic runs fold them at batch boundaries)
         self._held: dict[int, tuple[PendingItem, GTResult]] = {}
+        #: items whose cheaper tiers are done, waiting to be scored and routed
+        self._ready: dict[int, PendingItem] = {}
+        #: every tier's verdicts, to be written to the ledger's verifications table
+        self._verifications: list[tuple] = []
 
     # -- what the parts hold, for callers that inspect a run ------------------------------------
     @property
@@ -170,6 +185,11 @@ class Scheduler:
                 "isolation": self.verifier.isolation,
                 "resources": self.verifier.resources.as_dict(),
                 "workers": self.stats.workers,
+                "ladder": [
+                    {"fidelity": v.fidelity, "isolation": v.isolation,
+                     "resources": v.resources.as_dict()}
+                    for v in self.verifiers
+                ],
             },
         )
         self.ledger.set_meta("foundry_version", __version__)
@@ -267,7 +287,15 @@ class Scheduler:
         if self.cfg.budget.walltime_s is not None:
             deadline = time.monotonic() + max(self.verifier.resources.timeout_s * 2, 30.0)
         pending = self.dispatcher.pending
-        while pending:
+        while True:
+            if not pending:  # held results and ladder items may still create work
+                if self._held:
+                    self._fold_all()
+                    continue
+                if self._ready:
+                    self._route_ready()
+                    continue
+                break
             self.dispatcher.submit()
             self._collect(timeout_s=0.2)
             self._absorb_training()
@@ -275,8 +303,6 @@ class Scheduler:
             if deadline is not None and time.monotonic() > deadline:
                 self.ledger.event("warning", "drain", f"{len(pending)} items left pending at stop")
                 break
-        if self._held:
-            self._fold_all()
         self.trainer.join()
         self._absorb_training()
 
@@ -319,12 +345,69 @@ class Scheduler:
         if batch.invalid:
             self.stats.invalid += len(batch.invalid)
             self.rows.insert_invalid(batch.invalid, self.intake.generator_hash, now)
-        if batch.fresh.candidates:
-            decisions.update(self._screen_and_route(batch.fresh, now))
-        self.monitor.observe(decisions, batch.fresh.candidates)
+        draws = self.audit_rng.random(len(batch.fresh.candidates))
+        if batch.fresh.candidates and len(self.verifiers) > 1:
+            self._enter_ladder(batch.fresh, draws)
+        elif batch.fresh.candidates:
+            decisions.update(self._screen_and_route(batch.fresh, draws, now))
+            self.monitor.observe(decisions, batch.fresh.candidates)
+        elif decisions:
+            self.monitor.observe(decisions, [])
         return True
 
-    def _screen_and_route(self, fresh: Fresh, now: float) -> dict[str, int]:
+    # -- the fidelity ladder ------------------------------------------------------------------
+    def _enter_ladder(self, fresh: Fresh, draws: np.ndarray) -> None:
+        """Send a batch to the cheapest tier; it is scored once every cheaper tier has run.
+        The audit draw is made now, in submission order, whatever the tiers' timing."""
+        regime = self.intake.generator_hash
+        slices = self._slices(fresh.candidates)
+        batch = self.intake.batches
+        for i, (seq, cand, text) in enumerate(
+            zip(fresh.seqs, fresh.candidates, fresh.texts, strict=True)
+        ):
+            item = PendingItem(
+                cand, False, "ladder", [], regime=regime, slice=slices[i], batch=batch,
+                tier=0, text=text, audit_draw=float(draws[i]),
+            )  # fmt: skip
+            self.dispatcher.add(seq, item)
+
+    def _climb(self, seq: int, item: PendingItem, result: GTResult) -> None:
+        """A cheaper tier's result: record it, hand it to the item as evidence, and send the
+        item up to the next cheaper tier, or - after the last - on to scoring."""
+        fidelity = self.verifiers[item.tier].fidelity or "ground-truth"
+        self._verifications.append(verification_row(seq, fidelity, result, time.time()))
+        if result.verdict is not None:
+            item.candidate.evidence[fidelity] = result.verdict
+        item.tier += 1
+        item.attempts = 0
+        if item.tier < len(self.verifiers) - 1:
+            self.dispatcher.add(seq, item)
+        else:
+            self._ready[seq] = item
+
+    def _route_ready(self) -> None:
+        """Score and route, in submission order, the items whose cheaper tiers are done."""
+        if not self._ready:
+            return
+        seqs = sorted(self._ready)
+        items = [self._ready.pop(seq) for seq in seqs]
+        by_regime: dict[str, list[tuple[int, PendingItem]]] = {}
+        for seq, item in zip(seqs, items, strict=True):
+            by_regime.setdefault(item.regime, []).append((seq, item))
+        now = time.time()
+        for regime, group in by_regime.items():
+            fresh = Fresh(
+                [seq for seq, _ in group],
+                [item.candidate for _, item in group],
+                [item.text for _, item in group],
+            )
+            draws = np.array([item.audit_draw for _, item in group])
+            decisions = self._screen_and_route(fresh, draws, now, regime=regime)
+            self.monitor.observe(decisions, fresh.candidates)
+
+    def _screen_and_route(
+        self, fresh: Fresh, draws: np.ndarray, now: float, regime: str | None = None
+    ) -> dict[str, int]:
         """Score, route and record a batch of rule-valid candidates; returns decision counts.
 
         Vectorised over the batch: per-item Python objects are made only for the items that
@@ -332,7 +415,7 @@ class Scheduler:
         """
         cands = fresh.candidates
         n = len(cands)
-        regime = self.intake.generator_hash
+        regime = self.intake.generator_hash if regime is None else regime
         slices = self._slices(cands)
         scored = self.book.score(cands)
         opinions = [s for s in scored.values() if s is not None]
@@ -340,7 +423,7 @@ class Scheduler:
         shown = champ_scores if champ_scores is not None else (opinions[-1] if opinions else None)
         thresholds = self.book.thresholds(regime, slices) if champ_scores is not None else None
         routes = route_batch(
-            self.audit_rng.random(n),
+            draws,
             self._audit_rate,
             thresholds,
             champ_scores.accept_risk if champ_scores is not None else None,
@@ -377,7 +460,7 @@ class Scheduler:
             item_scores = [s.item(i) for s in opinions]
             item = PendingItem(
                 cands[i], bool(routes.audit[i]), routes.route[i], item_scores,
-                regime=regime, slice=slices[i], batch=batch,
+                regime=regime, slice=slices[i], batch=batch, tier=len(self.verifiers) - 1,
             )  # fmt: skip
             self.dispatcher.add(fresh.seqs[i], item)
         return counts
@@ -414,11 +497,21 @@ class Scheduler:
 
     def _fold(self, settled: list[tuple[PendingItem, GTResult]]) -> None:
         """Labels, audits and row updates of final results; then looks and training."""
-        updates = [self._land(item, result) for item, result in settled]
+        top = len(self.verifiers) - 1
+        updates = []
+        for item, result in settled:
+            if item.tier < top:
+                self._climb(result.key, item, result)
+            else:
+                updates.append(self._land(item, result))
         self.ledger.update_ground_truth(updates)
+        if self._verifications:
+            self.ledger.add_verifications(self._verifications)
+            self._verifications = []
         self.book.maybe_calibrate()
         if self.trainer.maybe_start(self.book.challenger_slot) and self.trainer.sync:
             self._absorb_training()
+        self._route_ready()
 
     def _fold_due(self) -> None:
         """Deterministic runs, before each batch: wait until every ground-truth item of the
@@ -435,12 +528,15 @@ class Scheduler:
             self._fold([self._held.pop(key) for key in ready])
 
     def _unfolded(self) -> int:
-        """Ground-truth items not yet folded in: in flight, queued or held."""
-        return len(self.dispatcher.pending) + len(self._held)
+        """Ground-truth items not yet folded in: in flight, queued, held or between tiers."""
+        return len(self.dispatcher.pending) + len(self._held) + len(self._ready)
 
     def _land(self, item: PendingItem, result: GTResult) -> GroundTruthUpdate:
         """Fold one final ground-truth result in: a label, maybe an audit, and its row update."""
         now = time.time()
+        if len(self.verifiers) > 1:
+            fidelity = self.verifier.fidelity or "ground-truth"
+            self._verifications.append(verification_row(result.key, fidelity, result, now))
         verdict = result.verdict
         if verdict is not None:
             self.trainer.labels.append((item.candidate, verdict))

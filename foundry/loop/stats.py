@@ -39,11 +39,14 @@ class RunStats:
     workers: int = 0
     #: ground-truth results by failure kind (timeout, crash, resource_limit, ...)
     failures: dict[str, int] = field(default_factory=dict)
+    #: items sent to each tier of the fidelity ladder (gt_calls counts the top tier)
+    tier_calls: dict[str, int] = field(default_factory=dict)
     stop_reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["failures"] = dict(self.failures)
+        out["tier_calls"] = dict(self.tier_calls)
         return out
 
 
