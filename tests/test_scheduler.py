@@ -171,6 +171,9 @@ def test_export_and_status(certified_run):
     path, n = export_run(cfg.run_dir)
     table = pq.read_table(path).to_pylist()
     assert n == len(table) == stats.accepted
+    meta = pq.read_schema(path).metadata
+    assert b"error rate is <= alpha = 0.05" in meta[b"foundry.guarantee"]
+    assert {r["slice"] for r in table} == {"all"}
     assert {r["label_source"] for r in table} == {"ground_truth", "surrogate"}
     assert all(r["decision"] == "accepted" and json.loads(r["label"])["y"] for r in table)
     summary = summarize(cfg.run_dir)

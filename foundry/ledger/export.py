@@ -56,6 +56,7 @@ def export_run(
     out = Path(out) if out else run_dir / f"{name}{suffix}"
     n = 0
     try:
+        guarantee = guarantee_text(ledger.meta().get("config", {}))
         if fmt == "jsonl":
             with out.open("w") as fh:
                 for batch in iter_export_rows(ledger, decisions=decisions):
@@ -69,7 +70,15 @@ def export_run(
             types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
             schema = pa.schema(
                 [pa.field(name, types[kind.split()[0]]) for name, kind in EXAMPLE_COLUMNS]
-                + [pa.field("label", pa.string()), pa.field("label_source", pa.string())]
+                + [pa.field("label", pa.string()), pa.field("label_source", pa.string())],
+                # what the file's surrogate-labelled rows are promised, and what is not
+                metadata={
+                    "foundry.guarantee": guarantee or "",
+                    "foundry.bound_column": (
+                        "bound: the Clopper-Pearson estimate at the certificate's threshold (an "
+                        "estimate, not the promise)"
+                    ),
+                },
             )
             with pq.ParquetWriter(out, schema) as writer:
                 for batch in iter_export_rows(ledger, decisions=decisions):
@@ -80,6 +89,19 @@ def export_run(
     finally:
         ledger.close()
     return out, n
+
+
+def guarantee_text(config: dict[str, Any]) -> str | None:
+    """What a run promises about its surrogate-released examples, in one sentence."""
+    alpha, delta = config.get("alpha"), config.get("delta")
+    if alpha is None or delta is None:
+        return None
+    if config.get("policy") == "fixed_band":
+        return "no guarantee: the fixed_band policy releases on unaudited fixed risk levels"
+    return (
+        f"among the examples released on the surrogate's word, in every slice, the error "
+        f"rate is <= alpha = {alpha} with confidence 1 - delta = {1 - delta:g}"
+    )
 
 
 def release_weighted(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -187,12 +209,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "promotions": [p["message"] for p in promotions],
         "alpha": alpha,
         "delta": delta,
-        "guarantee": (
-            f"among the examples released on the surrogate's word, in every slice, the error "
-            f"rate is <= alpha = {alpha} with confidence 1 - delta = {1 - delta:g}"
-            if alpha is not None and delta is not None
-            else None
-        ),
+        "guarantee": guarantee_text(config),
         "released_by_slice": release_weighted(released),
         "certificates": len(calibrations),
         "events": dict(events),

@@ -426,23 +426,27 @@ class CalibrationBook:
         consider promotion."""
         if self.params.fixed_band:
             return
+        looked = False
         for version in list(self.versions):
             slot = self.slots.get(version)
             if slot is None:
                 continue
             for stratum in slot.strata.values():
                 while stratum.complete >= stratum.next_look_at:
-                    self._look(slot, stratum)
-        self._maybe_promote()
+                    looked |= self._look(slot, stratum)
+        if looked:  # certificates changed: the only moment a comparison can change its mind
+            self._maybe_promote()
 
-    def _look(self, slot: SurrogateSlot, stratum: Stratum) -> None:
+    def _look(self, slot: SurrogateSlot, stratum: Stratum) -> bool:
+        """Look at a stratum's first ``next_look_at`` audits; True when a certificate was
+        issued (False: the label-free pre-check deferred the look)."""
         m = stratum.next_look_at
         delta_j = self.look_delta(slot.version, stratum.key, stratum.looks + 1)
         routes = 2 if self.has_pass_fail else 1
         if stratum.certificate is None and not self._plausible(stratum, m, delta_j / routes):
             # label-free: spends no confidence; look again once the audits grow by a tenth
             stratum.next_look_at = max(math.ceil(m * 1.1), m + 1)
-            return
+            return False
         stratum.looks += 1
         self.delta_spent += delta_j
         p = self.params
@@ -498,6 +502,7 @@ class CalibrationBook:
         )
         if slot.version == self.champion:
             self._show(slot)
+        return True
 
     def _plausible(self, stratum: Stratum, m: int, delta: float) -> bool:
         """Would a look likely certify a route if the surrogate's own risks were right?
