@@ -85,6 +85,14 @@ class RunConfig(BaseModel):
         None, gt=0, lt=1, description="target error rate of surrogate rejections (default alpha)"
     )
     audit_rate: float = Field(0.1, gt=0, le=1, description="fraction of surrogate-decided audits")
+    uncertified_audit_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="audit rate in slices whose accept route is not certified yet (their "
+        "items mostly go to the ground truth anyway); below 1 lets a certified reject route "
+        "save ground truth there, at the price of slower accept certification",
+    )
     max_item_risk: float = Field(
         0.1,
         gt=0,

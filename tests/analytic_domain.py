@@ -267,9 +267,11 @@ class UnevenAnalyticSurrogate(AnalyticSurrogate):
 
 
 class GlitchyAnalyticSurrogate(UnevenAnalyticSurrogate):
-    """Uneven, and in its bad quadrant a tenth of the items are off by 0.3 unannounced."""
+    """Learning, and in its bad quadrant (q1) a fifth of the items are off by 0.3 while it
+    is as sure of them as of the rest: errors there at every risk level."""
 
-    glitch_rate: ClassVar[float] = 0.1
+    gain: ClassVar[float] = 1.0
+    glitch_rate: ClassVar[float] = 0.2
 
 
 class SlicedAnalyticDomain(AnalyticDomain):
@@ -378,9 +380,20 @@ class LatencyGroundTruth(AnalyticGroundTruth):
 
 
 class LatencyAnalyticDomain(AnalyticDomain):
-    """The analytic domain whose ground truth is slow where the surrogate is wrong."""
+    """The analytic domain on the lower right quadrant (most items pass, so the errors that
+    matter are the surrogate's), whose ground truth is slow exactly where releasing on the
+    surrogate's word would be wrong."""
 
     name = "analytic_latency"
+    #: where the generator draws x0 and x1
+    box: ClassVar[tuple[tuple[float, float], tuple[float, float]]] = ((0.0, 1.0), (-1.0, 0.0))
+
+    def generate(
+        self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
+    ) -> list[Candidate]:
+        (a, b), (c, d) = self.box
+        x = np.column_stack([rng.uniform(a, b, n), rng.uniform(c, d, n)])
+        return [Candidate({"x": [float(u), float(v)]}) for u, v in x]
 
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
         return LatencyGroundTruth()

@@ -146,3 +146,20 @@ def test_each_item_is_routed_by_the_certificate_of_its_own_slice():
         ["accepted", "rejected", "pending", "pending"],
         [False, False, True, True],
     )
+
+
+def test_a_stratum_without_an_accept_certificate_audits_at_the_uncertified_rate():
+    """Reject-only certificate: the items it does not reject go to the ground truth anyway,
+    so they are audited at the uncertified rate - drawn before the score, like every audit."""
+    draws = np.array([0.2, 0.6, 0.2, 0.6])
+    accept, reject = np.array([0.0, 0.0, 0.5, 0.5]), np.array([0.01, 0.01, 0.9, 0.9])
+    reject_only = certificate(NONE, 0.02, 4)
+    routes = route_batch(draws, 0.1, reject_only, accept, reject, uncertified_audit_rate=0.5)
+    assert as_lists(routes) == (
+        ["audit", "surrogate_reject", "audit", "uncertain"],
+        ["pending", "rejected", "pending", "pending"],
+        [True, False, True, False],
+    )
+    both = certificate(0.1, 0.02, 4)  # the accept route certified: the normal audit rate
+    routes = route_batch(draws, 0.1, both, accept, reject, uncertified_audit_rate=0.5)
+    assert routes.audit.tolist() == [False, False, False, False]

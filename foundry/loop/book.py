@@ -107,6 +107,8 @@ class Stratum:
     complete: int = 0
     #: looks taken (each spent its share of delta)
     looks: int = 0
+    #: look points reached, including looks the label-free pre-check deferred
+    attempts: int = 0
     certificate: Certificate | None = None
 
     def add(self, seq: int, accept_risk: float, reject_risk: float, values: dict) -> None:
@@ -441,6 +443,7 @@ class CalibrationBook:
         """Look at a stratum's first ``next_look_at`` audits; True when a certificate was
         issued (False: the label-free pre-check deferred the look)."""
         m = stratum.next_look_at
+        stratum.attempts += 1
         delta_j = self.look_delta(slot.version, stratum.key, stratum.looks + 1)
         routes = 2 if self.has_pass_fail else 1
         if stratum.certificate is None and not self._plausible(stratum, m, delta_j / routes):
@@ -530,6 +533,20 @@ class CalibrationBook:
         return False
 
     # -- promotion --------------------------------------------------------------------------
+    def challenger_evaluated(self) -> bool:
+        """Whether the challenger has reached a look point in every stratum where the champion
+        holds a certificate: only then has it had its chance to take over."""
+        chal, champ = self.challenger_slot, self.champion_slot
+        if chal is None or champ is None:
+            return True
+        for key, theirs in champ.strata.items():
+            if theirs.certificate is None or not theirs.certificate.certified:
+                continue
+            mine = chal.strata.get(key)
+            if mine is None or mine.attempts == 0:
+                return False
+        return True
+
     def compare(self, challenger: SurrogateSlot, champion: SurrogateSlot) -> dict[str, float]:
         """Coverage and error rate of both versions on the audits both scored (complete ones
         of the challenger's strata): a uniform sample of the current items, so the two are

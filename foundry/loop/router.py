@@ -58,6 +58,7 @@ def route_batch(
     *,
     has_surrogate: bool = True,
     scored: bool = True,
+    uncertified_audit_rate: float | None = None,
 ) -> Routes:
     """Route a batch of ``len(audit_draws)`` items.
 
@@ -66,8 +67,11 @@ def route_batch(
     (None when it could not score); ``audit_draws``: uniform draws in [0, 1), one per item,
     made whatever the route so that the audit stream does not depend on the surrogate;
     ``has_surrogate``: whether any version exists; ``scored``: whether any version (champion
-    or challenger) scored the batch.
+    or challenger) scored the batch; ``uncertified_audit_rate``: the audit rate of items
+    whose stratum has a certificate for rejections only (default: ``audit_rate``).
     """
+    if uncertified_audit_rate is None:
+        uncertified_audit_rate = audit_rate
     n = len(audit_draws)
     route = np.full(n, "", dtype=object)
     decision = np.full(n, PENDING, dtype=object)
@@ -78,7 +82,11 @@ def route_batch(
         route[:] = "uncalibrated" if scored else "surrogate_error"
         return Routes(route, decision, audit)
     certified = thresholds.certified
-    audit = ~certified | (audit_draws < audit_rate)
+    # a stratum whose accept route is not certified sends most of its items to the ground
+    # truth anyway: audit them at ``uncertified_audit_rate`` (decided by the draw, before the
+    # score), so that the audits an accept certificate needs accumulate at that rate
+    rate = np.where(np.isfinite(thresholds.accept), audit_rate, uncertified_audit_rate)
+    audit = ~certified | (audit_draws < rate)
     route[:] = "uncertain"
     route[audit] = "audit"
     route[~certified] = "uncalibrated"

@@ -431,6 +431,9 @@ class Scheduler:
             else None,
             has_surrogate=bool(scored),
             scored=bool(opinions),
+            uncertified_audit_rate=(
+                self._audit_rate if self._audit_rate == 0 else self.cfg.uncertified_audit_rate
+            ),
         )
         columns = routed_columns(
             fresh.seqs, fresh.texts, cands, slices, routes, shown, thresholds, now
@@ -509,7 +512,10 @@ class Scheduler:
             self.ledger.add_verifications(self._verifications)
             self._verifications = []
         self.book.maybe_calibrate()
-        if self.trainer.maybe_start(self.book.challenger_slot) and self.trainer.sync:
+        started = self.trainer.maybe_start(
+            self.book.challenger_slot, evaluated=self.book.challenger_evaluated()
+        )
+        if started and self.trainer.sync:
             self._absorb_training()
         self._route_ready()
 

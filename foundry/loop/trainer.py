@@ -78,9 +78,16 @@ class Trainer:
         """A background fit was started and its result not yet taken."""
         return self._thread is not None
 
-    def maybe_start(self, challenger: SurrogateSlot | None) -> bool:
+    def maybe_start(self, challenger: SurrogateSlot | None, evaluated: bool = True) -> bool:
         """Start a fit on all labels so far if one is due; True when one was started (in sync
-        mode it has then already finished)."""
+        mode it has then already finished).
+
+        ``evaluated``: whether the current challenger has had its chance - a look in every
+        stratum where the champion holds a certificate (the book decides). A newer version
+        replaces it only then (or after three refit intervals, so that a stratum the
+        generator no longer visits cannot stop retraining): replaced too early, no
+        challenger would ever reach a look in the strata that matter, and retraining would
+        never pay."""
         p = self.params
         if not p.enabled or self._thread is not None:
             return False
@@ -89,9 +96,12 @@ class Trainer:
             return False
         if self.labels_at_fit and n - self.labels_at_fit < p.retrain_every:
             return False  # also after a failed fit: no refit on every result
-        certified = challenger is not None and challenger.certified
-        if challenger is not None and not certified and challenger.n_audits < p.challenger_audits:
-            return False  # let the challenger collect its audits before a newer one replaces it
+        if challenger is not None:
+            if challenger.n_audits < p.challenger_audits:
+                return False  # let the challenger collect its audits first
+            overdue = n - challenger.n_labels >= 3 * p.retrain_every
+            if not evaluated and not overdue:
+                return False
         self.labels_at_fit = n
         snapshot = list(self.labels)
         if self.sync:
