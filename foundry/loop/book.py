@@ -202,6 +202,13 @@ class Thresholds:
     reject_bound: np.ndarray
     alpha: float
     reject_alpha: float
+    #: bool: the stratum still lacks a route's certificate and audits at the eager rate
+    eager: np.ndarray | None = None
+
+
+#: A stratum whose reject route is not certified audits eagerly until it has this many times
+#: its first look point of audits (bounded: a domain may have items that never fail).
+EAGER_AUDIT_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -333,6 +340,7 @@ class CalibrationBook:
             reject_bound=np.full(n, np.nan),
             alpha=self.params.alpha,
             reject_alpha=self.params.reject_alpha,
+            eager=np.zeros(n, dtype=bool),
         )
         champ = self.champion_slot
         if champ is None or n == 0:
@@ -350,7 +358,24 @@ class CalibrationBook:
             if cert.reject is not None and cert.reject.certified:
                 out.reject[mask] = cert.reject.threshold
                 out.reject_bound[mask] = cert.reject.upper_bound
+            assert out.eager is not None
+            out.eager[mask] = self._eager(champ, (regime, name), cert)
         return out
+
+    def _eager(self, slot: SurrogateSlot, key: StratumKey, cert: Certificate) -> bool:
+        """Whether a certified stratum should still audit at the eager rate: its accept route
+        is not certified (its items go to the ground truth anyway), or its reject route is
+        not and the stratum has fewer than ``EAGER_AUDIT_FACTOR`` first look points of
+        audits. Depends on the stratum's state only, never on the item's score."""
+        if not cert.accept.certified:
+            return True
+        if not self.has_pass_fail or (cert.reject is not None and cert.reject.certified):
+            return False
+        stratum = slot.strata.get(key)
+        if stratum is None:
+            return False
+        budget = EAGER_AUDIT_FACTOR * self._first_look_at(slot.version, key)
+        return len(stratum.seqs) < budget
 
     # -- audits -------------------------------------------------------------------------------
     def register_audits(

@@ -68,7 +68,8 @@ def route_batch(
     made whatever the route so that the audit stream does not depend on the surrogate;
     ``has_surrogate``: whether any version exists; ``scored``: whether any version (champion
     or challenger) scored the batch; ``uncertified_audit_rate``: the audit rate of items
-    whose stratum has a certificate for rejections only (default: ``audit_rate``).
+    whose stratum is still missing a route's certificate (``thresholds.eager``; without
+    it: the accept route's) - default ``audit_rate``.
     """
     if uncertified_audit_rate is None:
         uncertified_audit_rate = audit_rate
@@ -82,10 +83,11 @@ def route_batch(
         route[:] = "uncalibrated" if scored else "surrogate_error"
         return Routes(route, decision, audit)
     certified = thresholds.certified
-    # a stratum whose accept route is not certified sends most of its items to the ground
-    # truth anyway: audit them at ``uncertified_audit_rate`` (decided by the draw, before the
-    # score), so that the audits an accept certificate needs accumulate at that rate
-    rate = np.where(np.isfinite(thresholds.accept), audit_rate, uncertified_audit_rate)
+    # a stratum still missing a route's certificate ("eager") audits at
+    # ``uncertified_audit_rate`` (decided by the draw, before the score), so that the audits
+    # that certificate needs accumulate at that rate; the others at ``audit_rate``
+    eager = thresholds.eager if thresholds.eager is not None else ~np.isfinite(thresholds.accept)
+    rate = np.where(eager, uncertified_audit_rate, audit_rate)
     audit = ~certified | (audit_draws < rate)
     route[:] = "uncertain"
     route[audit] = "audit"
