@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from foundry.contract import (
     Candidate,
+    Domain,
     FoundryError,
     GroundTruth,
     PluginError,
@@ -115,14 +116,7 @@ class VerifierRunner:
         return ItemOutcome(None, kind, error, time.perf_counter() - started)
 
     def check(self, candidate: Candidate) -> str | None:
-        """The domain's rule check; a raise or a malformed answer is itself the reason."""
-        try:
-            reason = self.domain.check(candidate)
-        except Exception as exc:
-            return f"rule check raised {short_error(exc)}"
-        if reason is not None and (not isinstance(reason, str) or not reason):
-            return f"rule check returned {reason!r} instead of None or a reason"
-        return reason
+        return rule_check(self.domain, candidate)
 
     def after_item(self) -> str:
         """Clean the work dir, reset warm state, check health and memory. Returns why the
@@ -153,6 +147,17 @@ class VerifierRunner:
         finally:
             if self._own_root:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def rule_check(domain: Domain, candidate: Candidate) -> str | None:
+    """The domain's rule check; a raise or a malformed answer is itself the reason."""
+    try:
+        reason = domain.check(candidate)
+    except Exception as exc:
+        return f"rule check raised {short_error(exc)}"
+    if reason is not None and (not isinstance(reason, str) or not reason):
+        return f"rule check returned {reason!r} instead of None or a reason"
+    return reason
 
 
 def _where(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from foundry.contract import (
     canonical_json,
     content_id_of_text,
 )
+from foundry.execution.runner import rule_check
 from foundry.execution.screening import GuardedChecker
 from foundry.ledger import Ledger
 from foundry.loop.rows import InvalidRow
@@ -206,10 +207,4 @@ class Intake:
 
     def _rule_check(self, cand: Candidate) -> str | None:
         """The domain's rules, in this interpreter (trusted domains)."""
-        try:
-            reason = self.domain.check(cand)
-        except Exception as exc:
-            return f"rule check raised {type(exc).__name__}: {exc}"
-        if reason is not None and (not isinstance(reason, str) or not reason):
-            return f"rule check returned {reason!r} instead of None or a reason"
-        return reason
+        return rule_check(self.domain, cand)
