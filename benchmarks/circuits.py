@@ -68,6 +68,8 @@ class SliceRelease:
 
     name: str
     released: int = 0
+    #: rejected on the surrogate's word (for context)
+    rejected: int = 0
     certificates: int = 0
     #: release-weighted mean and max of those certificates' Clopper-Pearson estimates
     estimate_mean: float | None = None
@@ -83,7 +85,9 @@ class VersionRow:
     n_labels: int
     fit_s: float
     looks: int = 0
-    certified_slices: int = 0
+    #: slices in which one of its certificates made the accept / reject route usable
+    accept_slices: int = 0
+    reject_slices: int = 0
     promoted: str | None = None
     accepted: int = 0
     rejected: int = 0
@@ -129,6 +133,11 @@ def _slices_of(db: sqlite3.Connection) -> dict[str, SliceRelease]:
         "WHERE e.decided_by = 'surrogate' AND e.decision = 'accepted' "
         "GROUP BY COALESCE(e.slice, '?'), e.calibration_version"
     ).fetchall()
+    for name, n in db.execute(
+        "SELECT COALESCE(slice, '?'), COUNT(*) FROM examples "
+        "WHERE decided_by = 'surrogate' AND decision = 'rejected' GROUP BY 1"
+    ):
+        out.setdefault(name, SliceRelease(name)).rejected = n
     pairs: dict[str, list[tuple[int, float]]] = {}
     for name, cert, n, bound in groups:
         entry = out.setdefault(name, SliceRelease(name))
@@ -155,13 +164,14 @@ def _versions_of(db: sqlite3.Connection) -> list[VersionRow]:
             "SELECT version, n_labels, fit_s FROM surrogates ORDER BY version"
         )
     }
-    for v, looks, certified in db.execute(
+    for v, looks, acc, rej in db.execute(
         "SELECT surrogate_version, COUNT(*), "
-        "COUNT(DISTINCT CASE WHEN accept_threshold IS NOT NULL THEN slice END) "
+        "COUNT(DISTINCT CASE WHEN accept_threshold IS NOT NULL THEN slice END), "
+        "COUNT(DISTINCT CASE WHEN reject_threshold IS NOT NULL THEN slice END) "
         "FROM calibrations GROUP BY surrogate_version"
     ):
         if v in rows:
-            rows[v].looks, rows[v].certified_slices = looks, certified
+            rows[v].looks, rows[v].accept_slices, rows[v].reject_slices = looks, acc, rej
     for i, (message,) in enumerate(
         db.execute("SELECT message FROM events WHERE kind = 'promote' ORDER BY t, rowid"), 1
     ):
@@ -344,7 +354,7 @@ def print_report(results: list[RunResult], args: argparse.Namespace) -> None:
     from rich.table import Table
 
     alpha, delta = args.alpha, args.delta
-    console = Console(width=max(Console().width, 160))
+    console = Console(width=max(Console().width, 190))
     base = results[0]
     table = Table(title=f"circuits: verified examples per CPU second (alpha {alpha:.0%}, "
                   f"delta {delta:.0%})")  # fmt: skip
@@ -432,22 +442,22 @@ def _slice_table(console: Any, r: RunResult, alpha: float, delta: float) -> None
     t = Table(title=f"{r.label}: per slice (topology) - promised error <= alpha {alpha:.0%} in "
               f"every slice at confidence {1 - delta:.0%}; measured on a fresh sample of the "
               f"slice's released examples")  # fmt: skip
-    for col in ("slice", "released", "certificates", "estimate weighted", "estimate max",
-                "fresh sample", "errors", "measured error", "95% interval",
-                "CI lower < alpha"):  # fmt: skip
+    for col in ("slice", "released", "rejected by surrogate", "certificates",
+                "estimate weighted", "estimate max", "fresh sample", "errors", "measured error",
+                "95% interval", "CI lower < alpha"):  # fmt: skip
         t.add_column(col, justify="left" if col == "slice" else "right")
     for s in r.slices.values():
         lo, hi = clopper_pearson(s.errors, s.sample)
         ok = "-" if not s.sample else ("yes" if lo < alpha else "NO")
         t.add_row(
-            s.name, f"{s.released:,}", f"{s.certificates}", _pct(s.estimate_mean),
-            _pct(s.estimate_max), f"{s.sample:,}", f"{s.errors:,}",
+            s.name, f"{s.released:,}", f"{s.rejected:,}", f"{s.certificates}",
+            _pct(s.estimate_mean), _pct(s.estimate_max), f"{s.sample:,}", f"{s.errors:,}",
             _pct(s.errors / s.sample if s.sample else None),
             f"[{_pct(lo)}, {_pct(hi)}]" if s.sample else "-", ok,
         )  # fmt: skip
     p, lo, hi, k, n = pooled(r)
     t.add_row(
-        "pooled (weighted)", f"{r.n_released:,}",
+        "pooled (weighted)", f"{r.n_released:,}", f"{sum(s.rejected for s in r.slices.values()):,}",
         f"{sum(s.certificates for s in r.slices.values())}", "", "", f"{n:,}", f"{k:,}",
         _pct(p), f"[{_pct(lo)}, {_pct(hi)}]" if n else "-",
         "-" if not n else ("yes" if lo < alpha else "NO"),
@@ -459,7 +469,7 @@ def _version_table(console: Any, r: RunResult) -> None:
     from rich.table import Table
 
     t = Table(title=f"{r.label}: surrogate versions - trained, promoted, what each decided")
-    for col in ("version", "labels", "fit s", "looks", "certified slices", "released",
+    for col in ("version", "labels", "fit s", "looks", "slices certified accept/reject", "released",
                 "share", "rejected", "promoted"):  # fmt: skip
         t.add_column(col, justify="left" if col == "promoted" else "right")
     for v in r.versions:
@@ -467,11 +477,15 @@ def _version_table(console: Any, r: RunResult) -> None:
         promoted = v.promoted or ("no" if r.certified else "- (the newest decides)")
         t.add_row(
             f"v{v.version}", f"{v.n_labels:,}", f"{v.fit_s:.1f}", f"{v.looks}",
-            f"{v.certified_slices}", f"{v.accepted:,}",
+            f"{v.accept_slices} / {v.reject_slices}", f"{v.accepted:,}",
             _pct(v.accepted / r.n_released if r.n_released else None, 1), f"{v.rejected:,}",
             promoted + champion,
         )  # fmt: skip
     console.print(t)
+
+
+def _or_default(value: float | None) -> str:
+    return "default" if value is None else f"{value:g}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.02)
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--audit-rate", type=float, default=0.03)
+    parser.add_argument(
+        "--challenger-audits", type=int, default=400, help="audits before a newer version replaces"
+    )
+    parser.add_argument(
+        "--uncertified-audit-rate", type=float, default=None, help="config default: 1.0"
+    )
     parser.add_argument("--max-item-risk", type=float, default=None, help="config default: 0.1")
     parser.add_argument("--fixed-accept-risk", type=float, default=0.05)
     parser.add_argument(
@@ -510,10 +530,12 @@ def main(argv: list[str] | None = None) -> int:
         audit_rate=args.audit_rate,
         min_train_labels=500,
         retrain_every=args.retrain_every,
-        challenger_audits=400,
+        challenger_audits=args.challenger_audits,
     )
     if args.max_item_risk is not None:
         surrogate_cfg["max_item_risk"] = args.max_item_risk
+    if args.uncertified_audit_rate is not None:
+        surrogate_cfg["uncertified_audit_rate"] = args.uncertified_audit_rate
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="foundry-bench-circuits-") as tmp:
         workdir = args.keep or Path(tmp)
@@ -547,8 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         fresh_check(samples)
     print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}, alpha {args.alpha}, "
-          f"delta {args.delta}, audit rate {args.audit_rate}, max item risk "
-          f"{args.max_item_risk if args.max_item_risk is not None else 'default'}, "
+          f"delta {args.delta}, audit rate {args.audit_rate}, retrain every "
+          f"{args.retrain_every:,}, challenger audits {args.challenger_audits:,}, uncertified "
+          f"audit rate {_or_default(args.uncertified_audit_rate)}, max item risk "
+          f"{_or_default(args.max_item_risk)}, "
           f"fresh {args.fresh_per_slice} a slice (certified) / {args.fresh} (fixed band), "
           f"total wall {time.perf_counter() - wall0:,.0f} s")  # fmt: skip
     print_report(results, args)

@@ -89,9 +89,9 @@ class RunConfig(BaseModel):
         1.0,
         gt=0,
         le=1,
-        description="audit rate in slices still missing a route's certificate (accept: until "
-        "it is certified; reject: for at most 4 first-look points of audits); below 1 lets "
-        "the certified route save ground truth there, at the price of slower certification",
+        description="audit rate in slices still missing a route's certificate (for at most 8 "
+        "first-look points of audits); below 1 lets the certified route save ground truth "
+        "there, at the price of slower certification",
     )
     max_item_risk: float = Field(
         0.1,

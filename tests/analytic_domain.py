@@ -344,15 +344,21 @@ class HiddenShiftAnalyticDomain(SteeredAnalyticDomain):
 # -- completion order correlated with errors -------------------------------------------------
 
 
-def _typical_offset() -> float:
-    """The offset :class:`AnalyticSurrogate` learns from uniform labels (minus its mean
-    error)."""
-    x = np.random.default_rng(0).uniform(-1, 1, size=(200_000, 2))
+#: where the latency domain draws (x0, x1): the lower right quadrant, where most items pass
+LATENCY_BOX = ((0.0, 1.0), (-1.0, 0.0))
+
+
+def _typical_offset(box: tuple[tuple[float, float], tuple[float, float]]) -> float:
+    """The offset :class:`AnalyticSurrogate` learns from uniform labels in ``box`` (minus its
+    mean error there)."""
+    (a, b), (c, d) = box
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(a, b, 200_000), rng.uniform(c, d, 200_000)])
     return float(-np.mean(surrogate_error(x)))
 
 
-#: what :class:`AnalyticSurrogate` adds to its predictions after a fit on uniform labels
-TYPICAL_OFFSET = _typical_offset()
+#: what :class:`AnalyticSurrogate` adds to its predictions after a fit on the latency domain
+TYPICAL_OFFSET = _typical_offset(LATENCY_BOX)
 #: seconds the ground truth takes on an item whose release would be wrong (from, to)
 SLOW_S = (0.005, 0.02)
 
@@ -386,7 +392,7 @@ class LatencyAnalyticDomain(AnalyticDomain):
 
     name = "analytic_latency"
     #: where the generator draws x0 and x1
-    box: ClassVar[tuple[tuple[float, float], tuple[float, float]]] = ((0.0, 1.0), (-1.0, 0.0))
+    box: ClassVar[tuple[tuple[float, float], tuple[float, float]]] = LATENCY_BOX
 
     def generate(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]

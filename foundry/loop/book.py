@@ -206,9 +206,11 @@ class Thresholds:
     eager: np.ndarray | None = None
 
 
-#: A stratum whose reject route is not certified audits eagerly until it has this many times
-#: its first look point of audits (bounded: a domain may have items that never fail).
-EAGER_AUDIT_FACTOR = 4
+#: A stratum missing a route's certificate audits eagerly until it holds this many times its
+#: first look point of audits: enough for a few looks, bounded because some routes never
+#: certify (a slice whose items all fail has nothing to accept) and eager audits cost the
+#: certified route its savings.
+EAGER_AUDIT_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -363,16 +365,14 @@ class CalibrationBook:
         return out
 
     def _eager(self, slot: SurrogateSlot, key: StratumKey, cert: Certificate) -> bool:
-        """Whether a certified stratum should still audit at the eager rate: its accept route
-        is not certified (its items go to the ground truth anyway), or its reject route is
-        not and the stratum has fewer than ``EAGER_AUDIT_FACTOR`` first look points of
-        audits. Depends on the stratum's state only, never on the item's score."""
-        if not cert.accept.certified:
-            return True
-        if not self.has_pass_fail or (cert.reject is not None and cert.reject.certified):
-            return False
+        """Whether a certified stratum should still audit at the eager rate: one of its routes
+        has no certificate yet and it holds fewer than ``EAGER_AUDIT_FACTOR`` first look
+        points of audits. Depends on the stratum's state only, never on an item's score."""
+        complete = cert.accept.certified and (
+            not self.has_pass_fail or (cert.reject is not None and cert.reject.certified)
+        )
         stratum = slot.strata.get(key)
-        if stratum is None:
+        if complete or stratum is None:
             return False
         budget = EAGER_AUDIT_FACTOR * self._first_look_at(slot.version, key)
         return len(stratum.seqs) < budget
