@@ -11,13 +11,9 @@ certificate is always against ``exact``. The released error is measured against 
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 LADDERS = {
@@ -28,20 +24,11 @@ LADDERS = {
 
 
 def _released_error(run_dir: Path) -> tuple[int, int]:
-    from analytic_domain import PASS_LEVEL, TOL, truth
+    """(wrong, released) among what the surrogate released, judged against the truth."""
+    from analytic_domain import released_wrong
 
-    db = sqlite3.connect(run_dir / "ledger.sqlite")
-    rows = db.execute(
-        "SELECT payload, predicted FROM examples WHERE decided_by='surrogate' "
-        "AND decision='accepted'"
-    ).fetchall()
-    db.close()
-    if not rows:
-        return 0, 0
-    x = np.array([json.loads(p)["x"] for p, _ in rows])
-    y_hat = np.array([json.loads(q)["y"] for _, q in rows])
-    y = truth(x)
-    return int(((y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)).sum()), len(rows)
+    wrong = released_wrong(run_dir)
+    return int(wrong.sum()), len(wrong)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -403,3 +403,32 @@ class LatencyAnalyticDomain(AnalyticDomain):
 
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:
         return LatencyGroundTruth()
+
+
+# -- judging what a run released, against the known truth -------------------------------------
+
+
+def is_wrong(x: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
+    """Per item, whether releasing it with prediction ``y_hat`` was wrong: it fails, or the
+    prediction is off by more than the tolerance (``accept_error`` against the truth)."""
+    y = truth(np.asarray(x, dtype=float).reshape(-1, 2))
+    return (y <= PASS_LEVEL) | (np.abs(np.asarray(y_hat, dtype=float) - y) > TOL)
+
+
+def released_wrong(run_dir) -> np.ndarray:
+    """For every example a run released on the surrogate's word, whether it is wrong."""
+    import json
+    import sqlite3
+    from pathlib import Path
+
+    db = sqlite3.connect(Path(run_dir) / "ledger.sqlite")
+    rows = db.execute(
+        "SELECT payload, predicted FROM examples "
+        "WHERE decided_by='surrogate' AND decision='accepted'"
+    ).fetchall()
+    db.close()
+    if not rows:
+        return np.zeros(0, dtype=bool)
+    x = np.array([json.loads(p)["x"] for p, _ in rows])
+    y_hat = np.array([json.loads(q)["y"] for _, q in rows])
+    return is_wrong(x, y_hat)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import numpy as np
 import pytest
-from analytic_domain import PASS_LEVEL, TOL, truth
+from analytic_domain import released_wrong
 from scipy import stats
 
 from foundry.config import RunConfig
@@ -33,18 +32,8 @@ def _cfg(tmp_path, name="run", **kw) -> RunConfig:
 
 def _released_error(run_dir) -> tuple[float, int]:
     """The true error (against the exact tier) of what the surrogate released."""
-    db = sqlite3.connect(run_dir / "ledger.sqlite")
-    rows = db.execute(
-        "SELECT payload, predicted FROM examples WHERE decided_by='surrogate' "
-        "AND decision='accepted'"
-    ).fetchall()
-    db.close()
-    if not rows:
-        return 0.0, 0
-    x = np.array([json.loads(p)["x"] for p, _ in rows])
-    y_hat = np.array([json.loads(q)["y"] for _, q in rows])
-    y = truth(x)
-    return float(((y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)).mean()), len(rows)
+    wrong = released_wrong(run_dir)
+    return (float(wrong.mean()), len(wrong)) if len(wrong) else (0.0, 0)
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,9 @@ fixed-band policy on the same seeds must fail often - proof that the test can fa
 
 from __future__ import annotations
 
-import json
-import sqlite3
-
 import numpy as np
 import pytest
-from analytic_domain import PASS_LEVEL, TOL, truth
+from analytic_domain import released_wrong
 from scipy import stats
 
 from foundry.config import RunConfig
@@ -42,19 +39,8 @@ def released_error(tmp_path, seed: int, **kw) -> tuple[float, int]:
         **kw,
     )
     Scheduler(cfg).run()
-    db = sqlite3.connect(cfg.run_dir / "ledger.sqlite")
-    rows = db.execute(
-        "SELECT payload, predicted FROM examples "
-        "WHERE decided_by='surrogate' AND decision='accepted'"
-    ).fetchall()
-    db.close()
-    if not rows:
-        return 0.0, 0
-    x = np.array([json.loads(p)["x"] for p, _ in rows])
-    y_hat = np.array([json.loads(q)["y"] for _, q in rows])
-    y = truth(x)
-    wrong = (y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)
-    return float(wrong.mean()), len(rows)
+    wrong = released_wrong(cfg.run_dir)
+    return (float(wrong.mean()), len(wrong)) if len(wrong) else (0.0, 0)
 
 
 def _sweep(tmp_path, seeds, **kw):

@@ -55,14 +55,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from analytic_domain import (
-    PASS_LEVEL,
-    TOL,
     HiddenShiftAnalyticDomain,
     LatencyAnalyticDomain,
     SteeredAnalyticDomain,
+    is_wrong,
     quadrant,
     release_would_be_wrong,
-    truth,
 )
 from scipy import stats
 
@@ -156,11 +154,6 @@ class Released:
             str(g): (int(np.count_nonzero(groups == g)), float(self.wrong[groups == g].mean()))
             for g in np.unique(groups)
         }
-
-
-def is_wrong(x: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
-    y = truth(x)
-    return (y <= PASS_LEVEL) | (np.abs(y_hat - y) > TOL)
 
 
 def released(run_dir: Path) -> Released:
