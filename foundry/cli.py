@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import pickle
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from foundry.contract import Candidate, FoundryError
 
@@ -96,6 +92,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="any config key, e.g. resources.threads=4 or domain_options.basis=def2-svp",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir (after a kill, a requeue, or to extend its budget)",
+    )
 
 
 class _Progress:
@@ -148,94 +149,141 @@ def cmd_run(args: argparse.Namespace) -> int:
     from foundry.loop import Scheduler
 
     cfg = load_config(args.config, **_overrides(args))
+    scheduler = Scheduler(cfg, resume=args.resume)
     progress = _Progress(cfg.budget.max_candidates, cfg.progress)
-    scheduler = Scheduler(cfg, progress=progress)
-    stats = scheduler.run()
-    progress.close(stats)
+    scheduler.progress = progress
+    if scheduler.previous is not None:
+        print(f"resuming the run in {cfg.run_dir}", file=sys.stderr)
+    try:
+        stats = scheduler.run()
+    finally:
+        progress.close(scheduler.stats)
+    if scheduler.stop_signal is not None:
+        print(
+            f"run interrupted ({stats.stop_reason}) after {stats.elapsed_s:.1f} s; everything "
+            f"decided is in {cfg.run_dir}/ledger.sqlite; continue with: foundry run --resume "
+            f"--run-dir {cfg.run_dir}" + (f" --config {args.config}" if args.config else ""),
+            file=sys.stderr,
+        )
+        return 128 + scheduler.stop_signal
     path, n = export_run(cfg.run_dir)
     print(f"run finished ({stats.stop_reason}) in {stats.elapsed_s:.1f} s")
     print(f"ledger: {cfg.run_dir}/ledger.sqlite   export: {path} ({n} accepted examples)")
     _print_status(cfg.run_dir)
-    return 0
+    return _failure_status(cfg.run_dir, cfg.max_failure_share)
 
 
-def _read_jsonl(path: Path, batch: int, seed: int) -> Iterator[list[Candidate]]:
-    """The file's candidates in a seeded random order, in batches.
+def _failure_status(run_dir: Path, max_share: float) -> int:
+    """3 when more than ``max_share`` of the run's ground-truth calls failed (every call, in
+    the worst case): the run "finished" but its ground truth did not work; the first reasons
+    are printed."""
+    from foundry.ledger import Ledger
 
-    Shuffled because audits are a uniform sample only of a stream in random order: a file
-    sorted by size or difficulty would otherwise have its first, easy part certify the rest.
-    """
-    from foundry.loop import INVALID_INPUT
-
-    cands: list[Candidate] = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-                payload = obj["payload"] if isinstance(obj.get("payload"), dict) else obj
-                cand = Candidate(
-                    payload=payload,
-                    source="injected",
-                    generation=int(obj.get("generation", 0)) if "payload" in obj else 0,
-                    parent_ids=tuple(obj.get("parent_ids", ())) if "payload" in obj else (),
-                )
-            except (ValueError, TypeError) as exc:
-                reason = f"{path.name} line {lineno}: unreadable ({exc})"
-                cand = Candidate({INVALID_INPUT: reason, "line": line[:2000]}, source="injected")
-            cands.append(cand)
-    order = np.random.default_rng(seed).permutation(len(cands))
-    for start in range(0, len(cands), batch):
-        yield [cands[i] for i in order[start : start + batch]]
+    ledger = Ledger(Path(run_dir), read_only=True)
+    try:
+        row = ledger.db.execute(
+            "SELECT COUNT(*), SUM(decision = 'failed') FROM examples "
+            "WHERE decided_by = 'ground_truth' OR decision = 'failed'"
+        ).fetchone()
+        calls, failed = int(row[0]), int(row[1] or 0)
+        if not calls or failed / calls <= max_share:
+            return 0
+        reasons = ledger.db.execute(
+            "SELECT failure_kind, error, COUNT(*) FROM examples WHERE decision = 'failed' "
+            "GROUP BY failure_kind, error ORDER BY COUNT(*) DESC LIMIT 3"
+        ).fetchall()
+    finally:
+        ledger.close()
+    print(
+        f"foundry run: error: {failed} of {calls} ground-truth calls failed "
+        f"(more than max_failure_share = {max_share:g})",
+        file=sys.stderr,
+    )
+    for kind, error, count in reasons:
+        first = error.splitlines()[0][:200] if error else ""
+        print(f"  {count} x {kind}: {first}", file=sys.stderr)
+    return 3
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=8)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _read_jsonl(path: Path, batch: int, seed: int, domain: str = "") -> Iterator[list[Candidate]]:
+    """The file's candidates in a seeded random order, in batches: the old name of
+    :func:`foundry.inputs.read_jsonl` (content ids are of ``domain``: pass its name)."""
+    from foundry.inputs import read_jsonl
+
+    return read_jsonl(path, batch, seed, domain=domain)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify a user's JSONL: every line ends as a ledger row or a verdict of its own, and
+    ``<run_dir>/verdicts.jsonl`` has one verdict per line, in the file's order."""
     from foundry.config import load_config
+    from foundry.inputs import (
+        JsonlInput,
+        ledger_lines,
+        load_saved_surrogate,
+        record_duplicates,
+        write_verdicts,
+    )
     from foundry.ledger.export import export_run
     from foundry.loop import Scheduler
+    from foundry.registry import load_domain
 
-    if not Path(args.input).is_file():
+    path = Path(args.input)
+    if not path.is_file():
         raise FileNotFoundError(f"no input file {args.input}")
     over = _overrides(args)
-    over.setdefault("run_dir", str(Path("runs") / f"verify-{Path(args.input).stem}"))
+    over.setdefault("run_dir", str(Path("runs") / f"verify-{path.stem}"))
     over["surrogate"] = False
     over.setdefault("budget", {})["max_candidates"] = None
     cfg = load_config(args.config, **over)
-    path = Path(args.input)
+    domain = load_domain(cfg.domain, cfg.allowed_domains, cfg.domain_options)
+    source = JsonlInput.scan(path, domain.name)
+    resume = bool(getattr(args, "resume", False))
+    # a resumed run feeds only the lines its ledger has no row for yet
+    skip = ledger_lines(Path(cfg.run_dir), source.stream_id) if resume else ()
+    saved = load_saved_surrogate(Path(args.surrogate_from)) if args.surrogate_from else None
     scheduler = Scheduler(
         cfg,
-        candidates=_read_jsonl(path, cfg.batch_size, cfg.seed),
-        stream_id=f"{path.name}:{_file_digest(path)}",
+        domain,
+        candidates=source.batches(cfg.batch_size, cfg.seed, skip_lines=skip),
+        stream_id=source.stream_id,
+        resume=resume,
     )
-    if args.surrogate_from:
-        model_dir = Path(args.surrogate_from) / "surrogates"
-        models = sorted(model_dir.glob("v*.pkl"), key=lambda p: int(p.stem[1:]))
-        if not models:
-            raise FoundryError(f"no saved surrogate in {model_dir}")
-        with models[-1].open("rb") as fh:
-            scheduler.add_challenger(pickle.load(fh))
+    resumed = getattr(scheduler, "previous", None) is not None
+    if resumed:
+        print(f"resuming the verification in {cfg.run_dir} ({len(skip):,} lines in its ledger)",
+              file=sys.stderr)  # fmt: skip
+    record_duplicates(scheduler.ledger, source.duplicates())
+    if saved is not None and not resumed:  # a resumed run restores the model it had
+        model, version, why = saved
+        scheduler.add_challenger(model)
         print(
-            f"surrogate {models[-1].name} must earn its certificate on audits of these inputs; "
-            "until then every item goes to the ground truth"
+            f"surrogate v{version} of {args.surrogate_from} ({why}) must earn its certificate "
+            "on audits of these inputs; until then every item goes to the ground truth"
         )
     stats = scheduler.run()
-    path, _n = export_run(cfg.run_dir, fmt="jsonl", decisions=None)
+    export, _n = export_run(cfg.run_dir, fmt="jsonl", decisions=None)
+    verdicts, counts = write_verdicts(Path(cfg.run_dir), source)
     print(
-        f"verified {stats.generated} inputs: {stats.accepted} accepted, {stats.rejected} "
-        f"rejected, {stats.invalid} invalid, {stats.failed} failed -> {path}"
+        f"verified {source.n_lines - source.n_blank} inputs: {counts['accepted']} accepted, "
+        f"{counts['rejected']} rejected, {counts['invalid']} invalid, {counts['failed']} "
+        f"failed, {counts['duplicate']} duplicate, {counts['pending']} pending; "
+        f"{counts['skipped']} blank lines skipped"
     )
-    return 0
+    print(f"verdicts: {verdicts} (one line per input line)   ledger export: {export}")
+    if source.unrecorded:  # a bug, should it happen: said, not hidden
+        print(f"warning: {source.unrecorded} lines were read but have no ledger row (pending "
+              "in the verdicts)", file=sys.stderr)  # fmt: skip
+    stop_signal = getattr(scheduler, "stop_signal", None)
+    if stop_signal is not None:
+        print(
+            f"verification interrupted ({stats.stop_reason}); continue with: foundry verify "
+            f"{path} --resume --run-dir {cfg.run_dir}"
+            + (f" --config {args.config}" if args.config else ""),
+            file=sys.stderr,
+        )
+        return 128 + stop_signal
+    return _failure_status(Path(cfg.run_dir), cfg.max_failure_share)
 
 
 def _print_status(run_dir: Path) -> None:
@@ -247,9 +295,14 @@ def _print_status(run_dir: Path) -> None:
     s = summarize(Path(run_dir))
     console = Console()
     table = Table(title=f"foundry run {s['run_dir']} ({s['domain']})", show_header=False)
-    table.add_row(
-        "state", "finished: " + s["stop_reason"] if s["finished"] else "running/incomplete"
-    )
+    state = s["state"]
+    if state == "running":
+        state = "running, or killed (foundry run --resume continues it)"
+    elif state == "interrupted":
+        state = f"interrupted ({s['stop_reason']}); foundry run --resume continues it"
+    else:
+        state = f"{state}: {s['stop_reason']}"
+    table.add_row("state", state)
     table.add_row("candidates in ledger", f"{s['total']:,}")
     for decision, count in sorted(s["by_decision"].items()):
         table.add_row(f"  {decision}", f"{count:,}")
@@ -362,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     p.set_defaults(func=cmd_verify)
 
+    from foundry.submit import add_submit_parser
+
+    add_submit_parser(sub, _add_run_flags)
+
     p = sub.add_parser("status", help="summarise a run directory")
     p.add_argument("run_dir", nargs="?", default="runs/latest")
     p.add_argument("--json", action="store_true")
@@ -386,15 +443,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: the first line of its message, with what kind it was when that
+    says something the message does not."""
+    import sqlite3
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"the ledger cannot be used: {text}"
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        return f"{text}: {exc.filename}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
+    import tomllib
+
+    import yaml
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FoundryError, FileNotFoundError, ValueError) as exc:
-        print(f"foundry {args.command}: error: {exc}", file=sys.stderr)
+    except (
+        FoundryError,
+        OSError,
+        ValueError,
+        sqlite3.DatabaseError,
+        yaml.YAMLError,
+        tomllib.TOMLDecodeError,
+    ) as exc:
+        print(f"foundry {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the ledger keeps everything decided so far", file=sys.stderr)
+        print("interrupted; the ledger keeps everything committed so far", file=sys.stderr)
         return 130
 
 

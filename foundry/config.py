@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from foundry.execution.slurm import SlurmSettings
+
 
 class Budget(BaseModel):
     """When to stop. Any limit reached ends the run; ``None`` means no limit on that axis."""
@@ -55,7 +57,7 @@ class RunConfig(BaseModel):
         None, description="allow-list; when set, `domain` must be in it"
     )
     run_dir: Path = Path("runs/latest")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="every random draw of the run derives from it")
     fidelity: str | None = Field(
         None, description="the ground truth's fidelity (default: the domain's last, the top)"
     )
@@ -125,7 +127,14 @@ class RunConfig(BaseModel):
     surrogate: bool = Field(True, description="False: ground truth only (baseline)")
 
     # execution
-    executor: Literal["local", "inline"] = "local"
+    executor: Literal["local", "inline", "slurm"] = Field(
+        "local",
+        description="local: a Dask LocalCluster on this machine; inline: in this process "
+        "(tests); slurm: Dask workers as Slurm jobs shaped by [slurm]",
+    )
+    slurm: SlurmSettings = Field(
+        default_factory=SlurmSettings, description="worker jobs of executor = 'slurm'"
+    )
     n_workers: int | None = Field(
         None, ge=1, description="Dask workers (default: usable cores / threads per item)"
     )
@@ -162,6 +171,13 @@ class RunConfig(BaseModel):
         None, ge=1, description="ground-truth backlog that pauses generation (default: auto)"
     )
     generate_retries: int = Field(3, ge=0, description="consecutive generator failures tolerated")
+    max_failure_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of ground-truth calls that may fail (crash, timeout, ...) before "
+        "the run is reported as failed (exit status 3)",
+    )
 
     budget: Budget = Field(default_factory=Budget)
     progress: bool = True

@@ -109,6 +109,9 @@ class Candidate:
     #: have run: what a surrogate learns the correction from (Delta-learning) and what a
     #: costlier tier may start from. Not part of the payload, so not of the content id.
     evidence: dict[str, Verdict] = field(default_factory=dict)
+    #: The line (1-based) of the user's file the candidate came from (``foundry verify``);
+    #: ``None`` for generated candidates. Provenance, not part of the content id.
+    input_line: int | None = None
 
 
 @dataclass

@@ -197,6 +197,13 @@ class HostileDomain(AnalyticDomain):
         return HostileGroundTruth()
 
 
+class AlwaysFailingDomain(HostileDomain):
+    """Every ground-truth call crashes its process: a run must not end "fine"."""
+
+    name = "always_failing"
+    modes: tuple[str, ...] = ("crash",)
+
+
 # -- a surrogate that is worse in one region, and domains built on it -----------------------
 #
 # For tests/test_statistical_slices.py: per-slice certificates (the bad region is a slice),

@@ -329,9 +329,11 @@ def test_tasks_are_sized_from_the_verifiers_cost(tmp_path):
     """Slow verifiers one item a task, fast ones grown to chunk_target_s, unknown ones probed
     with one item; a configured chunk_size is taken as is."""
 
-    def dispatcher_for(**kw):
+    dirs = iter(range(100))
+
+    def dispatcher_for(**kw):  # one run dir each: a scheduler holds its dir's lock
         cfg = RunConfig(
-            domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / "run",
+            domain="analytic_domain:AnalyticDomain", run_dir=tmp_path / f"run{next(dirs)}",
             executor="inline", isolation="none", chunk_target_s=0.05, progress=False, **kw,
         )  # fmt: skip
         return Scheduler(cfg).dispatcher

@@ -160,6 +160,39 @@ def dask_resources(spec: VerifierSpec, offered: set[str]) -> dict[str, float]:
     return wanted
 
 
+def _safe_as_completed(**kwargs: Any) -> Any:
+    """``distributed.as_completed(with_results=True)`` whose background fetch of a result
+    cannot die silently.
+
+    A task that finished on a worker lost before its result was fetched is computed again;
+    if that fails too (KilledWorker: the new worker died as well), distributed's fetch raises
+    inside its own callback and the future is never handed out - the run would wait for it
+    for ever. Here such a future is handed out with its exception instead.
+    """
+    from distributed import as_completed
+
+    class SafeAsCompleted(as_completed):  # type: ignore[misc]
+        async def _track_future(self, future: Any) -> None:
+            try:
+                await super()._track_future(future)
+                return
+            except Exception as exc:
+                error: BaseException = exc
+            with self.lock:
+                if future not in self.futures:
+                    return
+                self.futures[future] -= 1
+                if not self.futures[future]:
+                    del self.futures[future]
+                self.queue.put_nowait((future, error))
+            async with self.condition:
+                self.condition.notify()
+            with self.thread_condition:
+                self.thread_condition.notify()
+
+    return SafeAsCompleted(**kwargs)
+
+
 class DaskExecutor:
     """Ground truth on a Dask cluster: a LocalCluster by default, or any cluster/client given.
 
@@ -167,7 +200,8 @@ class DaskExecutor:
     ``dask_jobqueue.SLURMCluster``), or ``None`` for an embedded LocalCluster sized to the
     cores this process may use: one worker process per ``threads_per_task`` cores, each
     offering ``threads=threads_per_task`` (so a 2-thread verifier runs alone on its worker
-    and two 1-thread ones share it), its scheduler on loopback.
+    and two 1-thread ones share it), its scheduler on loopback. A given cluster is closed
+    with the executor only when ``owns_cluster`` is true.
     """
 
     def __init__(
@@ -177,10 +211,13 @@ class DaskExecutor:
         n_workers: int | None = None,
         threads_per_task: int = 1,
         chunks_per_worker: int = 2,
+        owns_cluster: bool = False,
     ) -> None:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
 
-        self._owned_cluster = None
+        #: the cluster (or client) this executor closes when it is closed: the one it made,
+        #: or the one given with ``owns_cluster=True`` (e.g. a SLURMCluster: its jobs end)
+        self._owned_cluster = cluster if owns_cluster and cluster is not None else None
         self.threads_per_task = max(int(threads_per_task), 1)
         if cluster is None:
             if n_workers is None:
@@ -210,7 +247,7 @@ class DaskExecutor:
         self._futures: dict[Any, ChunkJob] = {}
         # with_results: the client's event loop fetches each finished chunk in the background,
         # instead of a blocking round trip to the worker per chunk in the coordinator's loop
-        self._as_completed = as_completed(with_results=True, raise_errors=False)
+        self._as_completed = _safe_as_completed(with_results=True, raise_errors=False)
 
     def _refresh(self) -> None:
         """Worker count, concurrency and offered resources. A round trip to the scheduler,
@@ -283,6 +320,11 @@ class DaskExecutor:
         return len(self._futures)
 
     def close(self) -> None:
+        if self._futures:
+            # a run stopped mid-way: cancel what is in flight, so that no background fetch of
+            # a result races the client's closing (the items are re-queued on resume)
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self._futures), force=True)
         with contextlib.suppress(Exception):
             self.client.run(_close_worker_hosts)
         if self._owned_client:

@@ -11,6 +11,8 @@ from foundry.ledger.store import (
     SCHEMA_VERSION,
     GroundTruthUpdate,
     Ledger,
+    LedgerError,
+    RunLock,
 )
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "GroundTruthUpdate",
     "Ledger",
+    "LedgerError",
+    "RunLock",
     "export_run",
     "iter_export_rows",
     "summarize",

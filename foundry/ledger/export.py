@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from foundry.ledger.store import EXAMPLE_COLUMNS, Ledger
+from foundry.files import atomic_path
+from foundry.ledger.store import DECISIONS, EXAMPLE_COLUMNS, Ledger
 
 FORMATS = ("parquet", "jsonl")
 
@@ -46,9 +47,15 @@ def export_run(
     fmt: str = "parquet",
     decisions: tuple[str, ...] | None = ("accepted",),
 ) -> tuple[Path, int]:
-    """Write the run's examples (default: accepted only); returns (path, rows written)."""
+    """Write the run's examples (default: accepted only); returns (path, rows written).
+
+    Written to a temporary file and renamed into place: a killed export leaves the previous
+    file as it was."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
+    unknown = sorted(set(decisions or ()) - set(DECISIONS))
+    if unknown:
+        raise ValueError(f"unknown decision(s) {unknown}; choose from {list(DECISIONS)}")
     run_dir = Path(run_dir)
     ledger = Ledger(run_dir, read_only=True)
     suffix = ".parquet" if fmt == "parquet" else ".jsonl"
@@ -57,38 +64,47 @@ def export_run(
     n = 0
     try:
         guarantee = guarantee_text(ledger.meta().get("config", {}))
-        if fmt == "jsonl":
-            with out.open("w") as fh:
-                for batch in iter_export_rows(ledger, decisions=decisions):
-                    for row in batch:
-                        fh.write(json.dumps(row) + "\n")
-                    n += len(batch)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
-            schema = pa.schema(
-                [pa.field(name, types[kind.split()[0]]) for name, kind in EXAMPLE_COLUMNS]
-                + [pa.field("label", pa.string()), pa.field("label_source", pa.string())],
-                # what the file's surrogate-labelled rows are promised, and what is not
-                metadata={
-                    "foundry.guarantee": guarantee or "",
-                    "foundry.bound_column": (
-                        "bound: the Clopper-Pearson estimate at the certificate's threshold (an "
-                        "estimate, not the promise)"
-                    ),
-                },
-            )
-            with pq.ParquetWriter(out, schema) as writer:
-                for batch in iter_export_rows(ledger, decisions=decisions):
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                    n += len(batch)
-                if n == 0:
-                    writer.write_table(schema.empty_table())
+        with atomic_path(out) as tmp:
+            n = _write(ledger, tmp, fmt, decisions, guarantee)
     finally:
         ledger.close()
     return out, n
+
+
+def _write(
+    ledger: Ledger, out: Path, fmt: str, decisions: tuple[str, ...] | None, guarantee: str | None
+) -> int:
+    n = 0
+    if fmt == "jsonl":
+        with out.open("w") as fh:
+            for batch in iter_export_rows(ledger, decisions=decisions):
+                for row in batch:
+                    fh.write(json.dumps(row) + "\n")
+                n += len(batch)
+        return n
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
+    schema = pa.schema(
+        [pa.field(name, types[kind.split()[0]]) for name, kind in EXAMPLE_COLUMNS]
+        + [pa.field("label", pa.string()), pa.field("label_source", pa.string())],
+        # what the file's surrogate-labelled rows are promised, and what is not
+        metadata={
+            "foundry.guarantee": guarantee or "",
+            "foundry.bound_column": (
+                "bound: the Clopper-Pearson estimate at the certificate's threshold (an "
+                "estimate, not the promise)"
+            ),
+        },
+    )
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in iter_export_rows(ledger, decisions=decisions):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+        if n == 0:
+            writer.write_table(schema.empty_table())
+    return n
 
 
 def guarantee_text(config: dict[str, Any]) -> str | None:
@@ -194,8 +210,10 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "domain": meta.get("domain", {}).get("name"),
-        "finished": "finished_at" in meta,
-        "stop_reason": stats.get("stop_reason", ""),
+        "finished": meta.get("state", "finished" if "finished_at" in meta else "") == "finished",
+        # running (or killed: a killed run stays "running"), interrupted, finished, failed
+        "state": meta.get("state", "finished" if "finished_at" in meta else "running"),
+        "stop_reason": meta.get("stop_reason") or stats.get("stop_reason", ""),
         "elapsed_s": stats.get("elapsed_s"),
         "total": sum(by_decision.values()),
         "by_decision": by_decision,

@@ -25,6 +25,7 @@ loop.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -384,9 +385,20 @@ class CalibrationBook:
         seqs: Sequence[int],
         slices: Sequence[str],
         scores: Sequence[Sequence[Scored]],
+        *,
+        journal: bool = True,
     ) -> None:
         """Audited items at the moment they are routed - submission order - with, per item,
-        the opinion of every version that scored it."""
+        the opinion of every version that scored it; ``journal``: also into the ledger, so
+        that a resumed run rebuilds the same strata (it registers them again unjournalled)."""
+        if journal:
+            self.ledger.add_audit_opinions(
+                [
+                    (seq, s.version, s.accept_risk, s.reject_risk, s.p_pass, _values_json(s.values))
+                    for seq, opinions in zip(seqs, scores, strict=True)
+                    for s in opinions
+                ]
+            )
         self._place(self.regimes, regime)
         for seq, name, opinions in zip(seqs, slices, scores, strict=True):
             if self.params.slices is None:
@@ -557,6 +569,93 @@ class CalibrationBook:
                 return True
         return False
 
+    # -- durable state ------------------------------------------------------------------------
+    def state(self) -> dict[str, object]:
+        """What the book needs beyond the ledger's tables to resume: who is champion, the
+        schedule places handed out, and the confidence spent (committed with the rows)."""
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "n_versions": self.n_versions,
+            "n_certificates": self.n_certificates,
+            "regimes": list(self.regimes),
+            "slices_seen": list(self.slices_seen),
+            "delta_spent": self.delta_spent,
+        }
+
+    def restore(
+        self,
+        state: dict,
+        models: dict[int, tuple[Surrogate, int]],
+        audits: Sequence[tuple[int, str, str, Verdict | None, bool]],
+        opinions: dict[int, list[Scored]],
+        calibrations: Sequence[dict],
+    ) -> None:
+        """Rebuild the book of a killed run: ``models`` (version -> (model, labels)) for the
+        champion and challenger, ``audits`` (seq, regime, slice, verdict, resolved) in seq
+        order, every version's ``opinions`` of them, and the ``calibrations`` rows. Looks go on
+        from the last one taken in each stratum, so no share of delta is spent twice; the
+        last certificate of each stratum is in force again."""
+        self.n_versions = int(state.get("n_versions", 0))
+        self.n_certificates = int(state.get("n_certificates", 0))
+        self.delta_spent = float(state.get("delta_spent", 0.0))
+        for name in state.get("regimes", []):
+            self._place(self.regimes, name)
+        for name in state.get("slices_seen", []):
+            self._place(self.slices_seen, name)
+        for version in (state.get("champion"), state.get("challenger")):
+            if version is not None and version in models and version not in self.slots:
+                model, n_labels = models[version]
+                self.slots[version] = SurrogateSlot(version, model, n_labels)
+        self.champion = state.get("champion") if state.get("champion") in self.slots else None
+        chal = state.get("challenger")
+        self.challenger = chal if chal in self.slots and chal != self.champion else None
+        for seq, regime, name, _verdict, _resolved in audits:
+            self.register_audits(regime, [seq], [name], [opinions.get(seq, [])], journal=False)
+        for seq, regime, name, verdict, resolved in audits:
+            if resolved:
+                self.resolve_audit(seq, regime, name, verdict)
+        self._restore_looks(calibrations)
+        if self.params.fixed_band and self.champion is not None:
+            self._install_fixed_band(self.slots[self.champion])
+        elif self.champion is not None:
+            self._show(self.slots[self.champion])
+
+    def _restore_looks(self, calibrations: Sequence[dict]) -> None:
+        """Each stratum's last look: its certificate, look count and next look point."""
+        last: dict[tuple[int, str, str], dict] = {}
+        for row in calibrations:
+            key = (row["surrogate_version"], row["regime"], row["slice"])
+            if key not in last or row["look"] > last[key]["look"]:
+                last[key] = row
+        routes = 2 if self.has_pass_fail else 1
+        for (version, regime, name), row in last.items():
+            slot = self.slots.get(version)
+            if slot is None:
+                continue
+            stratum = slot.strata.get((regime, name)) or self._new_stratum(slot, (regime, name))
+            share = row["delta_spent"] / routes
+            accept = RouteCertificate(
+                "accept",
+                row["accept_threshold"] if row["accept_threshold"] is not None else -math.inf,
+                row["accept_n"], row["accept_errors"], row["accept_bound"], row["alpha"], share,
+            )  # fmt: skip
+            reject = None
+            if self.has_pass_fail:
+                reject = RouteCertificate(
+                    "reject",
+                    row["reject_threshold"] if row["reject_threshold"] is not None else -math.inf,
+                    row["reject_n"] or 0, row["reject_errors"] or 0,
+                    row["reject_bound"] if row["reject_bound"] is not None else math.nan,
+                    row["reject_alpha"], share,
+                )  # fmt: skip
+            stratum.looks = stratum.attempts = int(row["look"])
+            stratum.certificate = Certificate(
+                int(row["version"]), version, (regime, name), stratum.looks, accept, reject
+            )
+            m = int(row["audits_used"])
+            stratum.next_look_at = max(math.ceil(m * self.params.recalibrate_growth), m + 1)
+
     # -- promotion --------------------------------------------------------------------------
     def challenger_evaluated(self) -> bool:
         """Whether the challenger has reached a look point in every stratum where the champion
@@ -646,6 +745,10 @@ class CalibrationBook:
     def _show(self, slot: SurrogateSlot) -> None:
         if self.on_in_force is not None:
             self.on_in_force(slot)
+
+
+def _values_json(values: dict[str, float]) -> str:
+    return json.dumps({k: (v if math.isfinite(v) else None) for k, v in values.items()})
 
 
 def _decides(cert: Certificate | None, stratum: Stratum, i: int) -> tuple[int, int]:

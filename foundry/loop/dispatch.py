@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from foundry.config import RunConfig
@@ -34,6 +35,24 @@ if TYPE_CHECKING:
 MAX_CHUNK_SIZE = 4096
 #: Items per task on an in-process executor (no task overhead to amortise).
 INLINE_CHUNK_SIZE = 32
+#: Failure kind of an item whose chunk was lost with its worker this many times: a lost worker
+#: (walltime, scancel, preemption, a dead node) re-queues its items without counting an
+#: attempt, but a verifier that takes its worker down every time must not loop for ever.
+WORKER_LOST = "worker_lost"
+MAX_WORKER_LOSSES = 5
+#: Exceptions (by class name, anywhere in the MRO) that mean a chunk was lost with its worker
+#: or its connection, not that the verifier failed: Dask's KilledWorker (a task whose workers
+#: died ``distributed.scheduler.allowed-failures`` times), closed comms, cancelled futures.
+WORKER_LOSS_ERRORS = frozenset(
+    {
+        "KilledWorker",
+        "CommClosedError",
+        "StreamClosedError",
+        "CancelledError",
+        "FutureCancelledError",
+        "WorkerLost",
+    }
+)
 
 
 @dataclass
@@ -55,6 +74,8 @@ class PendingItem:
     #: is written when the item is scored and routed)
     text: str = ""
     audit_draw: float = 1.0
+    #: times its chunk was lost with its worker (re-queued, not an attempt)
+    worker_losses: int = 0
 
 
 def make_executor(cfg: RunConfig, verifiers: Sequence[VerifierSpec]) -> Executor:
@@ -62,6 +83,12 @@ def make_executor(cfg: RunConfig, verifiers: Sequence[VerifierSpec]) -> Executor
     process may use, divided by the largest threads per item of the run's tiers."""
     if cfg.executor == "inline":
         return InlineExecutor()
+    if cfg.executor == "slurm":
+        from foundry.execution.slurm import make_slurm_executor
+
+        return make_slurm_executor(
+            cfg.slurm, verifiers, log_directory=Path(cfg.run_dir) / "slurm-workers"
+        )
     threads = max(v.resources.threads for v in verifiers)
     return DaskExecutor(n_workers=cfg.n_workers, threads_per_task=threads)
 
@@ -276,12 +303,24 @@ class Dispatcher:
                     yield item, result
 
     def _results(self, outcome: ChunkOutcome) -> Sequence[GTResult]:
-        """A chunk's results; a lost chunk becomes a crash of each of its items."""
+        """A chunk's results. A chunk lost with its worker becomes a ``worker_lost`` result
+        of each item (re-queued by :meth:`_absorb_result`); any other failed chunk, a crash
+        of each item."""
         if outcome.error is None:
             return outcome.results
         if isinstance(outcome.error, SetupError):
             raise outcome.error
         message = f"{type(outcome.error).__name__}: {outcome.error}"
+        if any(cls.__name__ in WORKER_LOSS_ERRORS for cls in type(outcome.error).__mro__):
+            self.ledger.event(
+                "warning",
+                WORKER_LOST,
+                f"{len(outcome.job.items)} item(s) lost with their worker, re-queued: {message}",
+            )
+            return [
+                GTResult(key, None, WORKER_LOST, f"worker lost: {message}")
+                for key, _ in outcome.job.items
+            ]
         self.ledger.event("error", "executor", message)
         return [
             GTResult(key, None, CRASH, f"chunk lost: {message}") for key, _ in outcome.job.items
@@ -292,6 +331,15 @@ class Dispatcher:
         item = self.pending.get(result.key)
         if item is None:
             return None
+        if result.failure_kind == WORKER_LOST:
+            # not the verifier's fault: no attempt counted, unless it keeps happening
+            item.worker_losses += 1
+            if item.worker_losses < MAX_WORKER_LOSSES:
+                self.queues[item.tier].append((result.key, item.candidate))
+                return None
+            result.error = f"{result.error} (lost with its worker {item.worker_losses} times)"
+            del self.pending[result.key]
+            return item
         item.attempts += 1
         self.stats.gt_walltime_s += result.walltime_s
         if (

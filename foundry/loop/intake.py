@@ -30,6 +30,16 @@ from foundry.schema import PayloadValidator
 
 #: payload key of an input line that could not be read (kept in the ledger as invalid)
 INVALID_INPUT = "__invalid_input__"
+#: streams of random numbers a run draws, one generator per (stream, batch number)
+GENERATOR_STREAM = 0
+AUDIT_STREAM = 1
+
+
+def batch_rng(seed: int, stream: int, batch: int) -> np.random.Generator:
+    """The random numbers of one batch: a function of (seed, stream, batch number) only, so a
+    resumed run draws exactly what the uninterrupted run would have, with no RNG state to
+    save."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, batch)))
 
 
 @dataclass
@@ -65,7 +75,6 @@ class Intake:
         params: IntakeParams,
         ledger: Ledger,
         stats: RunStats,
-        rng: np.random.Generator,
         *,
         steering: Mapping[str, float],
         external: Iterator[list[Candidate]] | None = None,
@@ -77,8 +86,8 @@ class Intake:
         self.params = params
         self.ledger = ledger
         self.stats = stats
-        self.rng = rng
-        self.steering: dict[str, float] = dict(steering)
+        self.steering: dict[str, float] = {}
+        self.set_steering(steering)
         self.external = external
         #: the regime of an external stream: one input, one regime
         self.stream_id = stream_id
@@ -113,7 +122,7 @@ class Intake:
     def produce(self, n: int) -> Batch | None:
         """Up to ``n`` new candidates split into fresh rule-valid ones and invalid rows; None
         when the source is exhausted. Duplicates of anything seen in this run are dropped."""
-        batch = self._next_candidates(n)
+        batch = self._next_candidates(n, self.batches + 1)
         if batch is None:
             return None
         self.batches += 1
@@ -159,14 +168,23 @@ class Intake:
             row.candidate.id = row.candidate.id or content_id_of_text(domain_name, row.text)
         return Batch(fresh, invalid)
 
-    def _next_candidates(self, n: int) -> list[Candidate] | None:
+    def set_steering(self, steering: Mapping[str, float]) -> None:
+        """New steering values (a policy's, or a resumed run's): a new regime."""
+        unknown = sorted(set(steering) - set(self.domain.steering_defaults))
+        if unknown:
+            known = sorted(self.domain.steering_defaults) or "none"
+            raise ValueError(f"unknown steering knobs {unknown}; {self.domain.name} has {known}")
+        self.steering = {k: float(v) for k, v in steering.items()}
+        self._generator_hash = self._generator_config_hash()
+
+    def _next_candidates(self, n: int, number: int) -> list[Candidate] | None:
         if self.external is not None:
             return next(self.external, None)
         if self.steering_policy is not None:
-            self.steering = dict(self.steering_policy(self.stats, self.steering))
-            self._generator_hash = self._generator_config_hash()
+            self.set_steering(self.steering_policy(self.stats, self.steering))
         try:
-            batch = self.domain.generate(n, self.rng, self.steering)
+            rng = batch_rng(self.params.seed, GENERATOR_STREAM, number)
+            batch = self.domain.generate(n, rng, self.steering)
             if not isinstance(batch, list) or not all(isinstance(c, Candidate) for c in batch):
                 raise PluginError("generate() must return a list of Candidate")
         except SetupError:

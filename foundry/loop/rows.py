@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from foundry.loop.router import Routes
 
 
+#: route of a fidelity ladder's item while its cheaper tiers run (its row is a placeholder)
+LADDER_ROUTE = "ladder"
+
+
 @dataclass
 class InvalidRow:
     """A candidate that failed the schema or rule check (or is not JSON), with its reason."""
@@ -95,8 +99,12 @@ def _prediction_columns(shown: BatchScores) -> dict[str, Any]:
 
 
 def provenance_columns(cands: Sequence[Candidate]) -> dict[str, Sequence[Any]]:
-    """Columns every example row carries, one entry per candidate."""
-    return {
+    """Columns every example row carries, one entry per candidate.
+
+    ``input_line`` (the line of the user's file a candidate came from, ``foundry verify``) is
+    named only when some candidate of the batch has one: generated candidates leave the
+    column NULL without binding a ``None`` per row."""
+    columns: dict[str, Sequence[Any]] = {
         "content_id": [c.id for c in cands],
         "source": [c.source for c in cands],
         "generation": [
@@ -104,6 +112,10 @@ def provenance_columns(cands: Sequence[Candidate]) -> dict[str, Sequence[Any]]:
         ],
         "parent_ids": [_parents_json(c.parent_ids) for c in cands],
     }
+    lines = [c.input_line for c in cands]
+    if any(line is not None for line in lines):
+        columns["input_line"] = lines
+    return columns
 
 
 def surrogate_decision_columns(
@@ -238,8 +250,17 @@ class RowWriter:
         #: canonical JSON of the domain's options: part of every example's provenance
         self.domain_options = domain_options
 
-    def insert(self, n: int, columns: dict[str, Any], generator_hash: str, now: float) -> None:
-        """One executemany for ``n`` rows: lists are per-row values, anything else a constant."""
+    def insert(
+        self,
+        n: int,
+        columns: dict[str, Any],
+        generator_hash: str,
+        now: float,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """One statement per few hundred rows: lists are per-row values, anything else a
+        constant. ``replace``: the rows replace placeholders of the same seq."""
         columns = {
             "domain": self.domain_name,
             "domain_version": self.domain_version,
@@ -249,10 +270,10 @@ class RowWriter:
             **columns,
         }
         values = [v if isinstance(v, list) else itertools.repeat(v, n) for v in columns.values()]
-        self.ledger.insert_examples(tuple(columns), zip(*values, strict=True))
+        self.ledger.insert_examples(tuple(columns), zip(*values, strict=True), replace=replace)
 
     def insert_invalid(
-        self, invalid: Sequence[InvalidRow], generator_hash: str, now: float
+        self, invalid: Sequence[InvalidRow], generator_hash: str, now: float, batch: int
     ) -> None:
         reasons = [row.reason for row in invalid]
         self.insert(
@@ -269,6 +290,7 @@ class RowWriter:
                 "decided_by": "rule",
                 "reason": reasons,
                 "decided_at": now,
+                "batch": batch,
             },
             generator_hash,
             now,

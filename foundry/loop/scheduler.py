@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 from foundry.config import RunConfig
 from foundry.contract import Candidate, Domain, Surrogate
 from foundry.execution.screening import GuardedChecker
+from foundry.files import atomic_write_text
 from foundry.ledger import GroundTruthUpdate, Ledger
 from foundry.loop.book import BookParams, CalibrationBook, SurrogateSlot
 from foundry.loop.dispatch import (
@@ -32,11 +36,14 @@ from foundry.loop.dispatch import (
     make_executor,
     verifier_spec,
 )
-from foundry.loop.intake import Fresh, Intake, IntakeParams
+from foundry.loop.intake import AUDIT_STREAM, Fresh, Intake, IntakeParams, batch_rng
+from foundry.loop.resume import check_run_dir, restore_run
 from foundry.loop.router import route_batch
 from foundry.loop.rows import (
+    LADDER_ROUTE,
     RowWriter,
     ground_truth_update,
+    provenance_columns,
     routed_columns,
     verification_row,
 )
@@ -73,6 +80,8 @@ class Scheduler:
         progress: ProgressCallback | None = None,
         steering_policy: SteeringPolicy | None = None,
         stream_id: str | None = None,
+        resume: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         from foundry.registry import load_domain
 
@@ -90,8 +99,16 @@ class Scheduler:
         )
         self.verifier = self.verifiers[-1]
         self.run_dir = Path(config.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(self.run_dir)
+        self.ledger = Ledger(self.run_dir)  # takes the run dir's lock
+        try:
+            #: the run this directory already holds (None: a new run)
+            self.previous = check_run_dir(self.ledger, config, resume)
+        except BaseException:
+            self.ledger.close()
+            raise
+        self.handle_signals = handle_signals
+        #: the signal that asked the run to stop (SIGINT, SIGTERM), once one came
+        self.stop_signal: int | None = None
         self._owns_executor = executor is None
         self.executor = executor if executor is not None else make_executor(config, self.verifiers)
         self.progress = progress
@@ -102,8 +119,6 @@ class Scheduler:
             if self.domain.untrusted_check
             else None
         )
-        gen_seed, audit_seed = np.random.SeedSequence(config.seed).spawn(2)
-        self.audit_rng = np.random.default_rng(audit_seed)
         self._audit_rate = 0.0 if config.policy == "fixed_band" else config.audit_rate
         self._started = time.monotonic()
         self.intake = Intake(
@@ -111,7 +126,6 @@ class Scheduler:
             IntakeParams(config.seed, config.generate_retries),
             self.ledger,
             self.stats,
-            np.random.default_rng(gen_seed),
             steering={**self.domain.steering_defaults, **config.steering},
             external=candidates,
             stream_id=stream_id,
@@ -148,6 +162,8 @@ class Scheduler:
         self._ready: dict[int, PendingItem] = {}
         #: every tier's verdicts, to be written to the ledger's verifications table
         self._verifications: list[tuple] = []
+        if self.previous is not None:
+            restore_run(self)
 
     # -- what the parts hold, for callers that inspect a run ------------------------------------
     @property
@@ -174,8 +190,13 @@ class Scheduler:
     def _write_meta(self) -> None:
         from foundry import __version__
 
-        self.cfg.dump(self.run_dir / "config.json")
+        atomic_write_text(
+            self.run_dir / "config.json",
+            json.dumps(self.cfg.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",
+        )
         self.ledger.set_meta("config", self.cfg.model_dump(mode="json"))
+        self.ledger.set_meta("state", "running")
+        self.ledger.set_meta("stop_reason", "")
         self.ledger.set_meta("domain", self.domain.describe())
         self.ledger.set_meta("domain_options", json.loads(self.verifier.options_json))
         self.ledger.set_meta(
@@ -186,14 +207,22 @@ class Scheduler:
                 "resources": self.verifier.resources.as_dict(),
                 "workers": self.stats.workers,
                 "ladder": [
-                    {"fidelity": v.fidelity, "isolation": v.isolation,
-                     "resources": v.resources.as_dict()}
+                    {
+                        "fidelity": v.fidelity,
+                        "isolation": v.isolation,
+                        "resources": v.resources.as_dict(),
+                    }
                     for v in self.verifiers
                 ],
             },
         )
         self.ledger.set_meta("foundry_version", __version__)
-        self.ledger.set_meta("started_at", time.time())
+        if self.previous is None:
+            self.ledger.set_meta("started_at", time.time())
+        else:
+            resumed = list(self.previous.get("resumed_at", []))
+            self.ledger.set_meta("resumed_at", [*resumed, time.time()])
+        self._checkpoint(force=True)
 
     def add_challenger(self, model: Surrogate, n_labels: int = 0) -> int:
         """Install an already trained surrogate; it must earn a certificate on this run's audits."""
@@ -201,29 +230,93 @@ class Scheduler:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> RunStats:
-        self._write_meta()
-        try:
-            while True:
-                self._absorb_training()
-                self._collect(timeout_s=0.0)
-                reason = self._stop_reason()
-                if reason:
-                    self.stats.stop_reason = reason
-                    break
-                if self._waiting_for_first_model():
-                    self._wait_for_work(timeout_s=0.2)
-                elif len(self.dispatcher.pending) < self.dispatcher.max_pending():
-                    if not self._produce_batch():
-                        self.stats.stop_reason = "candidate source exhausted"
-                        break
-                else:
-                    self._collect(timeout_s=0.2)  # back-pressure: the backlog is full
-                self.dispatcher.submit()
-                self._report()
-            self._drain()
-        finally:
+        """Run to the budget (or a stop signal); the ledger then holds everything."""
+        with self._signals():
+            self._write_meta()
+            try:
+                if self.previous is not None:
+                    self._after_fold()
+                self._loop()
+            except BaseException as exc:
+                self._finish(failed=exc)
+                raise
             self._finish()
         return self.stats
+
+    def _loop(self) -> None:
+        while True:
+            self._checkpoint()
+            reason = self._stop_reason()
+            if reason:
+                self.stats.stop_reason = reason
+                break
+            self._absorb_training()
+            self._collect(timeout_s=0.0)
+            reason = self._stop_reason()
+            if reason:
+                self.stats.stop_reason = reason
+                break
+            if self._waiting_for_first_model():
+                self._wait_for_work(timeout_s=0.2)
+            elif len(self.dispatcher.pending) < self.dispatcher.max_pending():
+                if not self._produce_batch():
+                    self.stats.stop_reason = "candidate source exhausted"
+                    break
+            else:
+                self._collect(timeout_s=0.2)  # back-pressure: the backlog is full
+            self.dispatcher.submit()
+            self._report()
+        if self.stop_signal is None:
+            self._drain()
+
+    # -- durability ---------------------------------------------------------------------------
+    def _checkpoint(self, force: bool = False) -> None:
+        """Commit, when due, with the counters a resume needs. Called only where the state is
+        consistent - between batches and folds - so a kill loses at most one commit interval
+        of work and leaves nothing half-written."""
+        if not force and not self.ledger.commit_due():
+            return
+        stats = self.stats
+        self.ledger.set_meta(
+            "progress",
+            {
+                "batches": self.intake.batches,
+                "generated": stats.generated,
+                "duplicates": stats.duplicates,
+                "invalid": stats.invalid,
+                "steering": self.intake.steering,
+                "labels_at_fit": self.trainer.labels_at_taken,
+                "committed_at": time.time(),
+            },
+        )
+        self.ledger.set_meta("book", self.book.state())
+        self.ledger.commit()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM (Ctrl-C, scancel, a walltime warning) stop the run cleanly:
+        generation stops, what is done is committed, in-flight items stay pending for
+        ``--resume``. A second signal exits at once - the ledger is consistent at every
+        commit, so nothing committed is lost."""
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if self.stop_signal is not None:
+                os._exit(128 + signum)
+            self.stop_signal = signum
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop as a signal would (for embedding programs and tests)."""
+        self.stop_signal = signum
 
     def _wait_for_work(self, timeout_s: float) -> None:
         """Block until a ground-truth result or the training thread finishes (no spinning: a
@@ -267,6 +360,8 @@ class Scheduler:
         return self.cfg.min_train_labels - len(self.trainer.labels) - self._unfolded()
 
     def _stop_reason(self) -> str:
+        if self.stop_signal is not None:
+            return f"interrupted by {signal.Signals(self.stop_signal).name}"
         budget = self.cfg.budget
         elapsed = time.monotonic() - self._started
         if budget.walltime_s is not None and elapsed >= budget.walltime_s:
@@ -288,6 +383,10 @@ class Scheduler:
             deadline = time.monotonic() + max(self.verifier.resources.timeout_s * 2, 30.0)
         pending = self.dispatcher.pending
         while True:
+            self._checkpoint()
+            if self.stop_signal is not None:
+                self.stats.stop_reason = self._stop_reason()
+                break
             if not pending:  # held results and ladder items may still create work
                 if self._held:
                     self._fold_all()
@@ -306,13 +405,23 @@ class Scheduler:
         self.trainer.join()
         self._absorb_training()
 
-    def _finish(self) -> None:
+    def _finish(self, failed: BaseException | None = None) -> None:
         self.stats.elapsed_s = time.monotonic() - self._started
         self.stats.pending = len(self.dispatcher.pending)
+        if failed is not None:
+            state = "failed"
+            self.stats.stop_reason = f"{type(failed).__name__}: {failed}"
+        elif self.stop_signal is not None:
+            state = "interrupted"
+        else:
+            state = "finished"
         with contextlib.suppress(Exception):
+            self.ledger.set_meta("state", state)
+            self.ledger.set_meta("stop_reason", self.stats.stop_reason)
             self.ledger.set_meta("finished_at", time.time())
             self.ledger.set_meta("stats", self.stats.as_dict())
             self.monitor.flush(self.stats.generated)
+            self._checkpoint(force=True)
         try:
             if self.checker is not None:
                 self.checker.close()
@@ -344,8 +453,12 @@ class Scheduler:
         decisions = {"invalid": len(batch.invalid)} if batch.invalid else {}
         if batch.invalid:
             self.stats.invalid += len(batch.invalid)
-            self.rows.insert_invalid(batch.invalid, self.intake.generator_hash, now)
-        draws = self.audit_rng.random(len(batch.fresh.candidates))
+            self.rows.insert_invalid(
+                batch.invalid, self.intake.generator_hash, now, self.intake.batches
+            )
+        draws = batch_rng(self.cfg.seed, AUDIT_STREAM, self.intake.batches).random(
+            len(batch.fresh.candidates)
+        )
         if batch.fresh.candidates and len(self.verifiers) > 1:
             self._enter_ladder(batch.fresh, draws)
         elif batch.fresh.candidates:
@@ -358,15 +471,33 @@ class Scheduler:
     # -- the fidelity ladder ------------------------------------------------------------------
     def _enter_ladder(self, fresh: Fresh, draws: np.ndarray) -> None:
         """Send a batch to the cheapest tier; it is scored once every cheaper tier has run.
-        The audit draw is made now, in submission order, whatever the tiers' timing."""
+        The audit draw is made now, in submission order, whatever the tiers' timing, and kept
+        in the item's placeholder row (a resumed run routes it with the same draw)."""
         regime = self.intake.generator_hash
         slices = self._slices(fresh.candidates)
         batch = self.intake.batches
+        self.rows.insert(
+            len(fresh.seqs),
+            {
+                "seq": fresh.seqs,
+                "payload": fresh.texts,
+                **provenance_columns(fresh.candidates),
+                "slice": slices.tolist(),
+                "rule_ok": 1,
+                "audit": 0,
+                "audit_draw": draws.tolist(),
+                "route": LADDER_ROUTE,
+                "decision": "pending",
+                "batch": batch,
+            },
+            regime,
+            time.time(),
+        )
         for i, (seq, cand, text) in enumerate(
             zip(fresh.seqs, fresh.candidates, fresh.texts, strict=True)
         ):
             item = PendingItem(
-                cand, False, "ladder", [], regime=regime, slice=slices[i], batch=batch,
+                cand, False, LADDER_ROUTE, [], regime=regime, slice=slices[i], batch=batch,
                 tier=0, text=text, audit_draw=float(draws[i]),
             )  # fmt: skip
             self.dispatcher.add(seq, item)
@@ -402,13 +533,22 @@ class Scheduler:
                 [item.text for _, item in group],
             )
             draws = np.array([item.audit_draw for _, item in group])
-            decisions = self._screen_and_route(fresh, draws, now, regime=regime)
+            decisions = self._screen_and_route(
+                fresh, draws, now, regime=regime, batches=[item.batch for _, item in group]
+            )
             self.monitor.observe(decisions, fresh.candidates)
 
     def _screen_and_route(
-        self, fresh: Fresh, draws: np.ndarray, now: float, regime: str | None = None
+        self,
+        fresh: Fresh,
+        draws: np.ndarray,
+        now: float,
+        regime: str | None = None,
+        batches: list[int] | None = None,
     ) -> dict[str, int]:
         """Score, route and record a batch of rule-valid candidates; returns decision counts.
+        ``batches``: each item's intake batch, for a ladder's items (their placeholder rows
+        are replaced); default the batch just produced.
 
         Vectorised over the batch: per-item Python objects are made only for the items that
         go to the ground truth.
@@ -427,7 +567,8 @@ class Scheduler:
             self._audit_rate,
             thresholds,
             champ_scores.accept_risk if champ_scores is not None else None,
-            champ_scores.reject_risk if champ_scores is not None and self.domain.has_pass_fail
+            champ_scores.reject_risk
+            if champ_scores is not None and self.domain.has_pass_fail
             else None,
             has_surrogate=bool(scored),
             scored=bool(opinions),
@@ -449,7 +590,8 @@ class Scheduler:
         self.stats.surrogate_accepted += counts.get("accepted", 0)
         self.stats.rejected += counts.get("rejected", 0)
         self.stats.surrogate_rejected += counts.get("rejected", 0)
-        self.rows.insert(n, columns, regime, now)
+        columns["batch"] = batches if batches is not None else self.intake.batches
+        self.rows.insert(n, columns, regime, now, replace=batches is not None)
         audited = np.flatnonzero(routes.audit & to_truth).tolist()
         if opinions and audited:
             self.book.register_audits(
@@ -458,9 +600,9 @@ class Scheduler:
                 [slices[i] for i in audited],
                 [[s.item(i) for s in opinions] for i in audited],
             )
-        batch = self.intake.batches
         for i in np.flatnonzero(to_truth).tolist():
             item_scores = [s.item(i) for s in opinions]
+            batch = batches[i] if batches is not None else self.intake.batches
             item = PendingItem(
                 cands[i], bool(routes.audit[i]), routes.route[i], item_scores,
                 regime=regime, slice=slices[i], batch=batch, tier=len(self.verifiers) - 1,
@@ -488,6 +630,8 @@ class Scheduler:
     def _collect(self, timeout_s: float) -> None:
         """Take in finished ground truth: folded at once, or - in a deterministic run - held
         until the batch boundary at which it is due."""
+        if self.stop_signal is not None:
+            return  # in-flight items stay pending: a resume sends them again
         outcomes = self.dispatcher.collect(timeout_s)
         if not outcomes:
             return
@@ -511,9 +655,17 @@ class Scheduler:
         if self._verifications:
             self.ledger.add_verifications(self._verifications)
             self._verifications = []
+        self._after_fold()
+
+    def _after_fold(self) -> None:
+        """What folding results in may set off: looks, a fit, routing of ladder items. Also
+        run once when a resumed run starts, where a kill may have cut it off (a fit's start
+        is committed before the fit, so it is started again on the same labels)."""
         self.book.maybe_calibrate()
         started = self.trainer.maybe_start(
-            self.book.challenger_slot, evaluated=self.book.challenger_evaluated()
+            self.book.challenger_slot,
+            evaluated=self.book.challenger_evaluated(),
+            before_fit=lambda: self._checkpoint(force=True),
         )
         if started and self.trainer.sync:
             self._absorb_training()
@@ -527,8 +679,11 @@ class Scheduler:
         due = self.intake.batches + 1 - self.cfg.deterministic_lag_batches
         pending = self.dispatcher.pending
         while any(item.batch <= due for item in pending.values()):
+            if self.stop_signal is not None:
+                return
             self.dispatcher.submit()
             self._collect(timeout_s=0.2)
+            self._checkpoint()
         ready = sorted(key for key, (item, _) in self._held.items() if item.batch <= due)
         if ready:
             self._fold([self._held.pop(key) for key in ready])
@@ -567,7 +722,8 @@ class Scheduler:
         """Make a trained model the book's newest version (the challenger) and save it."""
         slot = self.book.add_version(trained.model, trained.n_labels, trained.fit_s)
         self.stats.surrogate_versions = slot.version
-        self.trainer.save(slot.version, trained.model)
+        self.trainer.save(slot.version, trained.model)  # the file first, then the commit
+        self._checkpoint(force=True)
         return slot.version
 
     def _show_certificate(self, slot: SurrogateSlot) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from foundry.config import RunConfig
 from foundry.contract import Candidate, Domain, Surrogate, Verdict
+from foundry.files import atomic_write_bytes
 from foundry.ledger import Ledger
 from foundry.loop.book import SurrogateSlot
 
@@ -69,6 +70,9 @@ class Trainer:
         self.sync = sync
         self.labels: list[tuple[Candidate, Verdict]] = []
         self.labels_at_fit = 0
+        #: labels of the last fit whose outcome was taken (what a resume goes on from: a fit
+        #: still running at a kill is started again)
+        self.labels_at_taken = 0
         self.failures = 0
         self._thread: threading.Thread | None = None
         self._result: Trained | BaseException | None = None
@@ -78,7 +82,12 @@ class Trainer:
         """A background fit was started and its result not yet taken."""
         return self._thread is not None
 
-    def maybe_start(self, challenger: SurrogateSlot | None, evaluated: bool = True) -> bool:
+    def maybe_start(
+        self,
+        challenger: SurrogateSlot | None,
+        evaluated: bool = True,
+        before_fit: Callable[[], None] | None = None,
+    ) -> bool:
         """Start a fit on all labels so far if one is due; True when one was started (in sync
         mode it has then already finished).
 
@@ -104,6 +113,8 @@ class Trainer:
                 return False
         self.labels_at_fit = n
         snapshot = list(self.labels)
+        if before_fit is not None:
+            before_fit()
         if self.sync:
             self._fit(snapshot)
             return True
@@ -131,18 +142,22 @@ class Trainer:
             return None
         self._thread = None
         result, self._result = self._result, None
+        if result is not None:
+            self.labels_at_taken = self.labels_at_fit
         if isinstance(result, BaseException):
             self.failures += 1
             self.ledger.event("error", "fit", f"{type(result).__name__}: {result}")
             return None
         return result
 
-    def save(self, version: int, model: Surrogate) -> None:
-        """Keep the model as ``v<version>.pkl`` (a run's versions can be reloaded later)."""
+    def save(self, version: int, model: Surrogate) -> bool:
+        """Keep the model as ``v<version>.pkl``, atomically (a resumed run, and ``verify
+        --surrogate-from``, load it; a kill mid-write leaves no truncated file)."""
         path = self.model_dir / f"v{version}.pkl"
-        path.parent.mkdir(exist_ok=True)
         try:
-            with path.open("wb") as fh:
-                pickle.dump(model, fh)
+            path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+            return True
         except Exception as exc:
             self.ledger.event("warning", "save", f"surrogate v{version} not saved: {exc}")
+            return False
