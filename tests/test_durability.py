@@ -327,19 +327,21 @@ MIN_POWER = 0.8
 
 
 def killed_run(run_dir: Path, seed: int, n: int, rng: np.random.Generator) -> int:
-    """One run, SIGKILLed by a timer at random moments in forked children and resumed in the
-    next; returns the number of kills that landed."""
-    for kills in range(50):
-        delay = float(rng.uniform(0.02, 0.4))
+    """One run, SIGKILLed by a timer at a random moment of each forked child's run (after it
+    has rebuilt its state: the kill lands in the loop) and resumed in the next child; returns
+    the number of kills that landed."""
+    for kills in range(200):
+        delay = float(rng.uniform(0.03, 0.3))
         pid = os.fork()
         if pid == 0:  # the child: run until done or killed mid-whatever
             code = 1
             try:
                 import threading
 
+                scheduler = Scheduler(cfg_for(run_dir, seed=seed, n=n), resume=True,
+                                      handle_signals=False)  # fmt: skip
                 threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
-                Scheduler(cfg_for(run_dir, seed=seed, n=n), resume=True,
-                          handle_signals=False).run()  # fmt: skip
+                scheduler.run()
                 code = 0
             finally:
                 os._exit(code)
@@ -347,12 +349,12 @@ def killed_run(run_dir: Path, seed: int, n: int, rng: np.random.Generator) -> in
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             return kills
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
-    raise AssertionError(f"run {seed} did not finish in 50 segments")
+    raise AssertionError(f"run {seed} did not finish in 200 segments")
 
 
 @pytest.mark.slow
 def test_the_guarantee_holds_per_slice_with_kills_and_resumes(tmp_path):
-    """A seeded sweep of runs each killed at random moments (~9 kills a run): the share of
+    """A seeded sweep of runs each killed at random moments (several kills a run): the share of
     runs in which some slice's released error exceeds alpha must stay within the binomial
     limit for delta (false-alarm rate <= 1 %, power >= 0.8 against 1.5 delta)."""
     limit = int(stats.binom.ppf(1 - FALSE_ALARM, RUNS, DELTA))
@@ -383,7 +385,7 @@ def test_the_guarantee_holds_per_slice_with_kills_and_resumes(tmp_path):
         f"{total_kills} kills; {releasing} runs released >= 100; "
         f"{time.perf_counter() - started:.0f} s"
     )
-    assert total_kills >= 2 * RUNS, "the kills must land"
+    assert total_kills >= 1.5 * RUNS, "the kills must land"
     assert releasing >= 0.8 * RUNS, "the guarantee must not come from releasing nothing"
     assert bad <= limit
 
