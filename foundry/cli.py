@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from foundry.contract import Candidate, FoundryError
+from foundry.contract import FoundryError
 
 #: run-config keys settable by a flag of the same name (dashes for underscores)
 RUN_FLAGS: dict[str, type] = {
@@ -205,14 +204,6 @@ def _failure_status(run_dir: Path, max_share: float) -> int:
     return 3
 
 
-def _read_jsonl(path: Path, batch: int, seed: int, domain: str = "") -> Iterator[list[Candidate]]:
-    """The file's candidates in a seeded random order, in batches: the old name of
-    :func:`foundry.inputs.read_jsonl` (content ids are of ``domain``: pass its name)."""
-    from foundry.inputs import read_jsonl
-
-    return read_jsonl(path, batch, seed, domain=domain)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify a user's JSONL: every line ends as a ledger row or a verdict of its own, and
     ``<run_dir>/verdicts.jsonl`` has one verdict per line, in the file's order."""
@@ -238,7 +229,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, **over)
     domain = load_domain(cfg.domain, cfg.allowed_domains, cfg.domain_options)
     source = JsonlInput.scan(path, domain.name)
-    resume = bool(getattr(args, "resume", False))
+    resume = bool(args.resume)
     # a resumed run feeds only the lines its ledger has no row for yet
     skip = ledger_lines(Path(cfg.run_dir), source.stream_id) if resume else ()
     saved = load_saved_surrogate(Path(args.surrogate_from)) if args.surrogate_from else None
@@ -249,7 +240,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         stream_id=source.stream_id,
         resume=resume,
     )
-    resumed = getattr(scheduler, "previous", None) is not None
+    resumed = scheduler.previous is not None
     if resumed:
         print(f"resuming the verification in {cfg.run_dir} ({len(skip):,} lines in its ledger)",
               file=sys.stderr)  # fmt: skip
@@ -274,7 +265,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if source.unrecorded:  # a bug, should it happen: said, not hidden
         print(f"warning: {source.unrecorded} lines were read but have no ledger row (pending "
               "in the verdicts)", file=sys.stderr)  # fmt: skip
-    stop_signal = getattr(scheduler, "stop_signal", None)
+    stop_signal = scheduler.stop_signal
     if stop_signal is not None:
         print(
             f"verification interrupted ({stats.stop_reason}); continue with: foundry verify "

@@ -152,13 +152,13 @@ def test_verify_a_users_jsonl_including_bad_lines(
 
 
 def test_verify_reads_the_file_in_a_seeded_random_order(tmp_path: Path) -> None:
-    from foundry.cli import _read_jsonl
+    from foundry.inputs import read_jsonl
 
     inp = tmp_path / "sorted.jsonl"
     inp.write_text("".join(json.dumps({"x": [i / 100, 0.0]}) + "\n" for i in range(100)))
 
     def order(seed: int) -> list[float]:
-        return [c.payload["x"][0] for b in _read_jsonl(inp, 16, seed) for c in b]
+        return [c.payload["x"][0] for b in read_jsonl(inp, 16, seed, domain="analytic") for c in b]
 
     first = order(0)
     assert sorted(first) == [i / 100 for i in range(100)]  # every line, once

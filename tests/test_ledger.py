@@ -46,7 +46,7 @@ def test_unnamed_columns_are_null_and_unknown_columns_are_refused(tmp_path) -> N
         ledger.insert_examples((*COLUMNS, "colour"), [(*_row(2), "red")])
     with pytest.raises(sqlite3.IntegrityError):  # a NOT NULL column left out
         ledger.insert_examples(COLUMNS[:1] + COLUMNS[2:], [_row(3)[:1] + _row(3)[2:]])
-    ledger.flush()
+    ledger.commit()
     row = ledger.db.execute("SELECT * FROM examples WHERE seq = 1").fetchone()
     assert row["route"] == "audit" and row["attempts"] == 0
     assert row["p_pass"] is None and row["gt_passed"] is None and row["decided_at"] is None
@@ -78,7 +78,7 @@ def test_ground_truth_update_writes_its_fields_and_leaves_none_fields_null(
             ),
         ]
     )  # fmt: skip
-    ledger.flush()
+    ledger.commit()
     ok, failed = (dict(r) for r in ledger.db.execute("SELECT * FROM examples ORDER BY seq"))
     assert (ok["decision"], ok["gt_passed"], ok["gt_properties"]) == ("accepted", 1, '{"y": 1.5}')
     assert ok["failure_kind"] is None and ok["gt_measurements"] is None
@@ -103,7 +103,7 @@ def test_many_rows_split_over_statements_by_the_parameter_limit(tmp_path) -> Non
         for s in range(1, 1001, 2)
     ]  # fmt: skip
     ledger.update_ground_truth(updates)
-    ledger.flush()
+    ledger.commit()
     rows = ledger.db.execute("SELECT seq, content_id, decision, gt_reason FROM examples").fetchall()
     assert [r["seq"] for r in rows] == list(range(1, 1001))
     assert all(r["content_id"] == f"id{r['seq']}" for r in rows)

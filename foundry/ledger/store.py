@@ -390,8 +390,6 @@ class Ledger:
             self.db.commit()
         self._committed_at = time.monotonic()
 
-    flush = commit
-
     def close(self) -> None:
         """Commit, and leave the file readable without a writer: the WAL checkpointed into the
         main file and journal mode DELETE, so that a finished run can be read from read-only
