@@ -133,6 +133,8 @@ class _Progress:
             f"{rate:,.0f} cand/s | accept {acc:.1%} | GT calls {stats.gt_calls:,} | "
             f"surrogate-released {stats.surrogate_accepted:,} | slices {strata}"
         )
+        if stats.deferred:
+            info += f" | deferred {stats.deferred:,}"
         self._bar.update(self._task, completed=stats.generated, info=info)
 
     def close(self, stats: Any) -> None:
@@ -228,7 +230,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     over.setdefault("budget", {})["max_candidates"] = None
     cfg = load_config(args.config, **over)
     domain = load_domain(cfg.domain, cfg.allowed_domains, cfg.domain_options)
-    source = JsonlInput.scan(path, domain.name)
+    source = JsonlInput.scan(path, domain.name, domain.identity)
     resume = bool(args.resume)
     # a resumed run feeds only the lines its ledger has no row for yet
     skip = ledger_lines(Path(cfg.run_dir), source.stream_id) if resume else ()
@@ -258,7 +260,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"verified {source.n_lines - source.n_blank} inputs: {counts['accepted']} accepted, "
         f"{counts['rejected']} rejected, {counts['invalid']} invalid, {counts['failed']} "
-        f"failed, {counts['duplicate']} duplicate, {counts['pending']} pending; "
+        f"failed, {counts['deferred']} deferred, {counts['duplicate']} duplicate, "
+        f"{counts['pending']} pending; "
         f"{counts['skipped']} blank lines skipped"
     )
     print(f"verdicts: {verdicts} (one line per input line)   ledger export: {export}")

@@ -95,6 +95,15 @@ class RunConfig(BaseModel):
         "first-look points of audits); below 1 lets the certified route save ground truth "
         "there, at the price of slower certification",
     )
+    uncertain_share: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="expected share of uncertain items (certified slices, not audited, not "
+        "decided) sent to the ground truth as training labels, riskier ones first; the rest are "
+        "deferred: recorded with their reason, never released (a cost lever for slow ground "
+        "truth; audits are not affected)",
+    )
     max_item_risk: float = Field(
         0.1,
         gt=0,

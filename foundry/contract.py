@@ -60,6 +60,23 @@ def content_id(domain: str, payload: Mapping[str, Any]) -> str:
     return content_id_of_text(domain, canonical_json(payload))
 
 
+def example_id(
+    domain: str, payload: Mapping[str, Any], payload_text: str, identity: Any = None
+) -> str:
+    """The content id of a payload whose :func:`canonical_json` is ``payload_text``, taken
+    over ``identity(payload)`` (a :meth:`Domain.identity`) when that gives a key. A hook that
+    raises is the plugin's bug; the payload's own text is used then, so ids stay defined."""
+    key = None
+    if identity is not None:
+        try:
+            key = identity(payload)
+        except Exception:
+            key = None
+    if key is None:
+        return content_id_of_text(domain, payload_text)
+    return content_id_of_text(domain, "identity:" + canonical_json(key))
+
+
 def content_id_of_text(domain: str, payload_text: str) -> str:
     """:func:`content_id` from the payload's :func:`canonical_json` text, if already made."""
     digest = hashlib.blake2b(digest_size=16)
@@ -264,6 +281,10 @@ class Domain(abc.ABC):
     has_pass_fail: ClassVar[bool] = True
     #: Fidelity ladder, cheapest first; the last is the ground truth by default.
     fidelities: ClassVar[tuple[str, ...]] = ("ground-truth",)
+    #: The tiers a run uses when its config names neither ``ladder`` nor ``fidelity`` (a
+    #: cheap tier the surrogate learns the correction of: xTB before DFT). ``None``: only the
+    #: top tier.
+    default_ladder: ClassVar[tuple[str, ...] | None] = None
     #: Generator knobs a steering policy may turn, with defaults.
     steering_defaults: ClassVar[dict[str, float]] = {}
     #: The dataclass of this domain's options (basis set, a Lean project, a sandbox policy),
@@ -312,6 +333,13 @@ class Domain(abc.ABC):
     def reservoir(self) -> list[Candidate]:
         """Real, published examples (``source='real'``) for mixing and monitoring."""
         return []
+
+    def identity(self, payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """What makes two payloads the same example when their JSON differs (a molecule's
+        canonical SMILES, not how it was spelt): content ids, and so duplicates, are taken
+        over it. ``None`` (the default): the whole payload. Called on every candidate before
+        the rule layer, so it must be cheap and return ``None`` for what it cannot read."""
+        return None
 
     def slice_of(self, candidate: Candidate) -> str:
         """The slice a user filters by (topology, element set, difficulty). Each slice gets its

@@ -74,6 +74,7 @@ from foundry.contract import (
     Surrogate,
     canonical_json,
     content_id_of_text,
+    example_id,
 )
 from foundry.loop.intake import INVALID_INPUT
 
@@ -100,7 +101,7 @@ BAD_WRAPPER = "bad wrapper"
 
 #: decisions of the verdict file: the ledger's, and the reader's own
 VERDICT_DECISIONS = (
-    "accepted", "rejected", "failed", "invalid", "pending", "duplicate", "skipped",
+    "accepted", "rejected", "failed", "invalid", "pending", "deferred", "duplicate", "skipped",
 )  # fmt: skip
 
 _BOM = b"\xef\xbb\xbf"
@@ -341,9 +342,12 @@ class JsonlInput:
     """A JSONL file of candidates, scanned once (:meth:`scan`), then fed to a run in a seeded
     random order (:meth:`batches`); afterwards it knows what every line became."""
 
-    def __init__(self, path: Path, domain: str) -> None:
+    def __init__(self, path: Path, domain: str, identity: Any = None) -> None:
         self.path = Path(path)
         self.domain = domain
+        #: the domain's :meth:`~foundry.contract.Domain.identity` (duplicates by what makes
+        #: two payloads the same example, not by their JSON), or ``None``
+        self.identity = identity
         #: lines in the file (blank ones included)
         self.n_lines = 0
         #: blake2b-8 of the file's bytes (as ``file_digest``)
@@ -368,9 +372,10 @@ class JsonlInput:
 
     # -- the first pass ---------------------------------------------------------------------
     @classmethod
-    def scan(cls, path: Path, domain: str) -> JsonlInput:
-        """Read every line once: classify it, find duplicates, digest the file."""
-        self = cls(path, domain)
+    def scan(cls, path: Path, domain: str, identity: Any = None) -> JsonlInput:
+        """Read every line once: classify it, find duplicates (by ``identity``, a domain's
+        :meth:`~foundry.contract.Domain.identity`, when given), digest the file."""
+        self = cls(path, domain, identity)
         offsets, lengths, lines = array.array("q"), array.array("q"), array.array("q")
         ids, blank = bytearray(), array.array("q")
         hasher = hashlib.blake2b(digest_size=8)
@@ -404,7 +409,7 @@ class JsonlInput:
         if digest is None:
             parsed = parse_line(raw, self.domain)
             if isinstance(parsed, ParsedLine):
-                return content_id_of_text(self.domain, parsed.text)
+                return example_id(self.domain, parsed.payload, parsed.text, self.identity)
             digest = _raw_digest(raw)
         self.n_unusable += 1
         return content_id_of_text(self.domain, f"line:{number}:{digest}")
@@ -511,7 +516,7 @@ class JsonlInput:
                     source="injected",
                     generation=parsed.generation,
                     parent_ids=parsed.parent_ids,
-                    id=content_id_of_text(self.domain, parsed.text),
+                    id=example_id(self.domain, parsed.payload, parsed.text, self.identity),
                     input_line=line,
                 )
             else:

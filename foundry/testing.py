@@ -34,7 +34,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -383,6 +383,33 @@ def check_generate_seed_sensitive(s: _Suite) -> None:
     _require(a != b, f"seeds {s.seed} and {s.seed + 1} gave identical batches: is rng used?")
 
 
+def check_identity(s: _Suite) -> None:
+    """``identity`` (what makes two payloads the same example) is JSON, deterministic, and
+    tells apart payloads the generator means to be different."""
+    keys = []
+    for c in s.batch():
+        key = s.domain.identity(c.payload)
+        if key is None:
+            keys.append(canonical_json(c.payload))
+            continue
+        _require(isinstance(key, Mapping), f"identity() must return a mapping or None: {key!r}")
+        try:
+            text = canonical_json(key)
+        except (TypeError, ValueError) as exc:
+            raise _Fail(f"identity() of {c.payload!r} is not JSON: {exc}") from exc
+        again = s.domain.identity(json.loads(canonical_json(c.payload)))
+        _require(
+            again is not None and canonical_json(again) == text,
+            f"identity() of {c.payload!r} changes between calls",
+        )
+        keys.append(text)
+    distinct = len({canonical_json(c.payload) for c in s.batch()})
+    _require(
+        len(set(keys)) * 2 > distinct,
+        f"identity() maps {distinct} distinct generated payloads to {len(set(keys))} examples",
+    )
+
+
 def check_rule_accepts_generated(s: _Suite) -> None:
     """A rule layer that rejects most of its own generator's output wastes the pipeline."""
     results = [s.domain.check(c) for c in s.batch()]
@@ -728,6 +755,7 @@ _BASIC_CHECKS: tuple[Callable[[_Suite], None], ...] = (
     check_generate_schema,
     check_generate_deterministic,
     check_generate_seed_sensitive,
+    check_identity,
     check_rule_accepts_generated,
     check_rule_rejects_broken,
     check_featurize_shape,

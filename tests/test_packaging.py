@@ -1,7 +1,7 @@
 """Packaging checks: pyproject.toml and environment.yml agree, and the install has the right shape.
 
-* Every pip requirement of the runtime and of the circuits / gnn / slurm extras has a conda-forge
-  counterpart in environment.yml whose version range starts no lower than pip's.
+* Every pip requirement of the runtime and of the circuits / chemistry / gnn / slurm extras has a
+  conda-forge counterpart in environment.yml whose version range starts no lower than pip's.
 * The console script ``foundry`` and the entry-point group ``foundry.domains`` are declared.
 * The folders ``domains/``, ``surrogates/``, ``simulators/`` install as ``foundry.domains`` ...,
   and nothing claims the generic top-level names ``domains`` / ``surrogates`` / ``simulators``.
@@ -29,7 +29,7 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-EXTRAS_IN_CONDA = ("circuits", "gnn", "slurm")
+EXTRAS_IN_CONDA = ("circuits", "chemistry", "gnn", "slurm")
 
 # pip (PyPI) name -> conda-forge name. Explicit on purpose: a new dependency must be placed here
 # by someone who checked its conda-forge name.
@@ -47,6 +47,9 @@ PIP_TO_CONDA = {
     "torch": "pytorch",
     "torch-geometric": "pytorch_geometric",
     "pyspice": "pyspice",
+    "rdkit": "rdkit",
+    "pyscf": "pyscf",
+    "tblite": "tblite-python",  # conda-forge splits the library (tblite) from its Python API
     "dask-jobqueue": "dask-jobqueue",
     "pytest": "pytest",
     "ruff": "ruff",

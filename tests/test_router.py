@@ -163,3 +163,37 @@ def test_a_stratum_without_an_accept_certificate_audits_at_the_uncertified_rate(
     both = certificate(0.1, 0.02, 4)  # the accept route certified: the normal audit rate
     routes = route_batch(draws, 0.1, both, accept, reject, uncertified_audit_rate=0.5)
     assert routes.audit.tolist() == [False, False, False, False]
+
+
+def test_uncertain_share_defers_the_rest_riskier_first_and_never_touches_audits():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    draws = rng.random(n)
+    accept = rng.uniform(0.2, 0.9, n)  # every non-audit is uncertain (threshold 0.1)
+    full = route_batch(draws, 0.05, certificate(0.1, None, n), accept, None)
+    half = route_batch(draws, 0.05, certificate(0.1, None, n), accept, None, uncertain_share=0.3)
+    # audits are the same items whatever the budget: the certificate's sample is untouched
+    assert np.array_equal(full.audit, half.audit)
+    assert np.array_equal(full.route == "audit", half.route == "audit")
+    uncertain = full.route == "uncertain"
+    deferred = half.route == "deferred"
+    assert not (deferred & ~uncertain).any()
+    assert set(half.decision[deferred].tolist()) == {"deferred"}
+    assert not half.to_truth[deferred].any()
+    sent = uncertain & ~deferred
+    share = sent.sum() / uncertain.sum()
+    assert 0.27 < share < 0.31  # the expected share (a little less where p is capped at 1)
+    # riskier items are labelled more often: the sent ones' mean risk is well above the rest's
+    assert accept[sent].mean() > accept[deferred].mean() + 0.1
+    # reproducible: the same draws give the same choice
+    again = route_batch(draws, 0.05, certificate(0.1, None, n), accept, None, uncertain_share=0.3)
+    assert np.array_equal(again.route, half.route)
+
+
+def test_uncertain_share_zero_defers_every_uncertain_item_and_one_defers_none():
+    draws = np.array([0.01, 0.5, 0.9, 0.99])
+    accept = np.array([0.5, 0.5, 0.05, 0.7])
+    none = route_batch(draws, 0.1, certificate(0.1, None, 4), accept, None, uncertain_share=0.0)
+    assert none.route.tolist() == ["audit", "deferred", "surrogate_accept", "deferred"]
+    every = route_batch(draws, 0.1, certificate(0.1, None, 4), accept, None, uncertain_share=1.0)
+    assert every.route.tolist() == ["audit", "uncertain", "surrogate_accept", "uncertain"]

@@ -365,3 +365,33 @@ def test_tasks_are_sized_from_the_verifiers_cost(tmp_path):
     fixed = dispatcher_for(chunk_size=16)
     fixed._observe_chunk(ChunkOutcome(job, busy_s=1e-5))
     assert fixed._chunk_size() == 16
+
+
+def test_uncertain_share_defers_uncertain_items_and_keeps_the_guarantee(tmp_path):
+    """A budget of uncertain labels: the rest are deferred (recorded, never released or
+    labelled), audits go on as before, and the released error stays within alpha."""
+    cfg, stats, db = run_analytic(
+        tmp_path, budget={"max_candidates": 12000}, uncertain_share=0.2
+    )
+    counts = dict(db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY 1").fetchall())
+    assert counts.get("deferred", 0) == stats.deferred > 500
+    deferred = db.execute(
+        "SELECT route, reason, decided_by, gt_properties, audit FROM examples "
+        "WHERE decision = 'deferred'"
+    ).fetchall()
+    assert {r["route"] for r in deferred} == {"deferred"}
+    assert all("uncertain_share" in r["reason"] for r in deferred)
+    assert all(r["decided_by"] is None and r["gt_properties"] is None and not r["audit"]
+               for r in deferred)  # fmt: skip
+    uncertain = db.execute("SELECT COUNT(*) FROM examples WHERE route='uncertain'").fetchone()[0]
+    share = uncertain / (uncertain + len(deferred))
+    assert 0.1 < share < 0.3
+    wrong, n = surrogate_errors(db, "accepted")
+    assert n > 500 and wrong / n <= cfg.alpha
+    path, k = export_run(cfg.run_dir, decisions=("deferred",))
+    assert k == stats.deferred
+    db.close()
+    # a resumed run (same budget: nothing left to do) counts them again from the ledger
+    resumed = Scheduler(cfg, resume=True)
+    resumed.run()
+    assert resumed.stats.deferred == stats.deferred

@@ -117,8 +117,12 @@ class Resources:
 
     def thread_environment(self) -> dict[str, str]:
         """The thread-count variables a child gets, so a 4-thread DFT uses 4 threads (and a
-        1-thread one does not oversubscribe the node)."""
-        return dict.fromkeys(THREAD_VARIABLES, str(self.threads))
+        1-thread one does not oversubscribe the node). OpenMP threads wait passively: busy
+        waiting (the default) made a 2-thread PySCF run 2-20x *slower* than 1 thread on a
+        2-core node shared with other work (measured, water to benzene)."""
+        env = dict.fromkeys(THREAD_VARIABLES, str(self.threads))
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        return env
 
 
 def _positive_finite(value: Any) -> bool:

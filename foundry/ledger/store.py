@@ -78,7 +78,7 @@ EXAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_NAMES = tuple(name for name, _ in EXAMPLE_COLUMNS)
 
 #: decisions an example row can end in
-DECISIONS = ("accepted", "rejected", "pending", "failed", "invalid")
+DECISIONS = ("accepted", "rejected", "pending", "failed", "invalid", "deferred")
 
 
 @dataclass

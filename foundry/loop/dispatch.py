@@ -96,27 +96,28 @@ def make_executor(cfg: RunConfig, verifiers: Sequence[VerifierSpec]) -> Executor
 def ladder_of(cfg: RunConfig, domain: Domain) -> tuple[str | None, ...]:
     """The fidelities a run uses, cheapest first; the last is the top tier.
 
-    Without ``ladder``: the one tier ``fidelity`` names (``None``: the domain's default, its
-    last). A ladder must list declared fidelities in the domain's order (cheapest first),
-    each once, and agree with ``fidelity`` when both are set.
+    Without ``ladder``: the one tier ``fidelity`` names, or, with neither set, the domain's
+    ``default_ladder`` (else its last tier). A ladder must list declared fidelities in the
+    domain's order (cheapest first), each once, and agree with ``fidelity`` when both are set.
     """
-    if not cfg.ladder:
-        return (cfg.fidelity,)
+    ladder = cfg.ladder
+    if not ladder:
+        if cfg.fidelity is not None or not domain.default_ladder:
+            return (cfg.fidelity,)
+        ladder = list(domain.default_ladder)
     declared = list(domain.fidelities)
-    unknown = [f for f in cfg.ladder if f not in declared]
+    unknown = [f for f in ladder if f not in declared]
     if unknown:
         raise ValueError(f"ladder: unknown fidelities {unknown}; {domain.name} has {declared}")
-    if len(set(cfg.ladder)) != len(cfg.ladder):
-        raise ValueError(f"ladder lists a fidelity twice: {cfg.ladder}")
-    if [declared.index(f) for f in cfg.ladder] != sorted(declared.index(f) for f in cfg.ladder):
+    if len(set(ladder)) != len(ladder):
+        raise ValueError(f"ladder lists a fidelity twice: {ladder}")
+    if [declared.index(f) for f in ladder] != sorted(declared.index(f) for f in ladder):
         raise ValueError(
-            f"ladder {cfg.ladder} must go cheapest first, in the domain's order {declared}"
+            f"ladder {ladder} must go cheapest first, in the domain's order {declared}"
         )
-    if cfg.fidelity is not None and cfg.fidelity != cfg.ladder[-1]:
-        raise ValueError(
-            f"fidelity {cfg.fidelity!r} is not the ladder's top tier {cfg.ladder[-1]!r}"
-        )
-    return tuple(cfg.ladder)
+    if cfg.fidelity is not None and cfg.fidelity != ladder[-1]:
+        raise ValueError(f"fidelity {cfg.fidelity!r} is not the ladder's top tier {ladder[-1]!r}")
+    return tuple(ladder)
 
 
 def verifier_spec(cfg: RunConfig, domain: Domain, fidelity: str | None = None) -> VerifierSpec:

@@ -20,6 +20,7 @@ from foundry.contract import (
     SetupError,
     canonical_json,
     content_id_of_text,
+    example_id,
 )
 from foundry.execution.runner import rule_check
 from foundry.execution.screening import GuardedChecker
@@ -131,6 +132,7 @@ class Intake:
         # seq numbers in generation order; the rule check of untrusted domains comes after
         checked: list[tuple[int, Candidate, str]] = []
         domain_name, seen = self.domain.name, self.seen
+        identity = self.domain.identity
         for cand in batch:
             try:
                 text = canonical_json(cand.payload)
@@ -140,7 +142,7 @@ class Intake:
                 )
                 continue
             if not cand.id:
-                cand.id = content_id_of_text(domain_name, text)
+                cand.id = example_id(domain_name, cand.payload, text, identity)
             if cand.id in seen:
                 self.stats.duplicates += 1
                 continue

@@ -197,6 +197,8 @@ def restore_run(s: Scheduler) -> None:
                 stats.surrogate_rejected += by == "surrogate"
             elif decision == "failed":
                 stats.failed += 1
+            elif decision == "deferred":
+                stats.deferred += 1
             if row["audit"]:
                 resolved = decision != "pending"
                 stats.audits += resolved

@@ -16,7 +16,14 @@ with the thresholds of the certificate for the item's own stratum (regime, slice
 * else ``reject_risk <= reject threshold`` -> rejected on the surrogate's word
   (``surrogate_reject``);
 * else -> ground truth as an *uncertain* item (labelled and used for training, never an
-  audit): ``uncertain``.
+  audit): ``uncertain``; or, beyond the run's ``uncertain_share`` budget, *deferred*
+  (``deferred``: recorded with its reason, neither released nor labelled).
+
+Which uncertain items the budget labels: each with probability ``uncertain_share * r / mean(r)``
+(capped at 1), ``r`` its predicted risk and the mean over the batch's uncertain items - the
+riskier an item, the more a label of it teaches the surrogate - decided by the item's own
+audit draw (uniform above the audit rate for a non-audit), so the choice is reproducible and
+never touches the audit sample.
 
 Kept pure so that the rule the guarantee rests on can be read and tested on its own.
 """
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 #: decision of an item the router sends to the ground truth
 PENDING = "pending"
+#: decision of an uncertain item beyond the run's ``uncertain_share``
+DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ def route_batch(
     has_surrogate: bool = True,
     scored: bool = True,
     uncertified_audit_rate: float | None = None,
+    uncertain_share: float = 1.0,
 ) -> Routes:
     """Route a batch of ``len(audit_draws)`` items.
 
@@ -69,7 +79,8 @@ def route_batch(
     ``has_surrogate``: whether any version exists; ``scored``: whether any version (champion
     or challenger) scored the batch; ``uncertified_audit_rate``: the audit rate of items
     whose stratum is still missing a route's certificate (``thresholds.eager``; without
-    it: the accept route's) - default ``audit_rate``.
+    it: the accept route's) - default ``audit_rate``; ``uncertain_share``: the expected
+    share of uncertain items sent to the ground truth (the rest deferred).
     """
     if uncertified_audit_rate is None:
         uncertified_audit_rate = audit_rate
@@ -99,4 +110,30 @@ def route_batch(
         reject = ~audit & ~accept & (reject_risk <= thresholds.reject)
         route[reject] = "surrogate_reject"
         decision[reject] = "rejected"
+    if uncertain_share < 1.0:
+        _defer(route, decision, audit_draws, rate, accept_risk, reject_risk, uncertain_share)
     return Routes(route, decision, audit)
+
+
+def _defer(
+    route: np.ndarray,
+    decision: np.ndarray,
+    draws: np.ndarray,
+    rate: np.ndarray,
+    accept_risk: np.ndarray,
+    reject_risk: np.ndarray | None,
+    share: float,
+) -> None:
+    """Defer uncertain items beyond ``share`` (in place), riskier ones labelled first."""
+    uncertain = route == "uncertain"
+    if not uncertain.any():
+        return
+    risk = accept_risk if reject_risk is None else np.minimum(accept_risk, reject_risk)
+    risk = np.where(np.isfinite(risk), risk, 1.0)
+    mean = float(risk[uncertain].mean())
+    p_send = np.clip(share * risk / mean, 0.0, 1.0) if mean > 0 else np.full(len(risk), share)
+    # a non-audit's draw is uniform on [rate, 1): rescaled, a fresh uniform of its own
+    u = (draws - rate) / np.maximum(1.0 - rate, 1e-12)
+    defer = uncertain & (u >= p_send)
+    route[defer] = "deferred"
+    decision[defer] = DEFERRED

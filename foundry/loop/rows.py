@@ -18,6 +18,7 @@ import numpy as np
 
 from foundry.contract import Candidate
 from foundry.ledger import GroundTruthUpdate, Ledger
+from foundry.loop.router import DEFERRED
 
 if TYPE_CHECKING:
     from foundry.execution.outcomes import GTResult
@@ -147,6 +148,7 @@ def surrogate_decision_columns(
             calibration[group] = cert_id
             if math.isfinite(estimate[first]):
                 bound[group] = float(estimate[first])
+    reason[decision == DEFERRED] = "uncertain, deferred: beyond the run's uncertain_share"
     return {
         "decided_by": decided_by.tolist(),
         "reason": reason.tolist(),

@@ -575,6 +575,7 @@ class Scheduler:
             uncertified_audit_rate=(
                 self._audit_rate if self._audit_rate == 0 else self.cfg.uncertified_audit_rate
             ),
+            uncertain_share=self.cfg.uncertain_share,
         )
         columns = routed_columns(
             fresh.seqs, fresh.texts, cands, slices, routes, shown, thresholds, now
@@ -582,7 +583,7 @@ class Scheduler:
         to_truth = routes.to_truth
         decision = routes.decision
         counts = {"pending": int(np.count_nonzero(to_truth))}
-        for kind in ("accepted", "rejected"):
+        for kind in ("accepted", "rejected", "deferred"):
             k = int(np.count_nonzero(decision == kind))
             if k:
                 counts[kind] = k
@@ -590,6 +591,7 @@ class Scheduler:
         self.stats.surrogate_accepted += counts.get("accepted", 0)
         self.stats.rejected += counts.get("rejected", 0)
         self.stats.surrogate_rejected += counts.get("rejected", 0)
+        self.stats.deferred += counts.get("deferred", 0)
         columns["batch"] = batches if batches is not None else self.intake.batches
         self.rows.insert(n, columns, regime, now, replace=batches is not None)
         audited = np.flatnonzero(routes.audit & to_truth).tolist()

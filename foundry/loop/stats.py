@@ -17,6 +17,8 @@ class RunStats:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
+    #: uncertain items beyond ``uncertain_share``: neither labelled nor released
+    deferred: int = 0
     surrogate_accepted: int = 0
     surrogate_rejected: int = 0
     gt_calls: int = 0

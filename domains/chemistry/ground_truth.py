@@ -1,0 +1,141 @@
+"""The chemistry tiers: GFN2-xTB (tblite, milliseconds) and Kohn-Sham DFT (PySCF, seconds).
+
+Both run on workers (a child process by default), never in the coordinator. ``prepare`` turns
+a payload into a geometry (a given one as is; a SMILES embedded by ETKDG + MMFF, seeded by
+the canonical SMILES), ``execute`` calls the simulator wrapper, ``parse`` makes the verdict:
+the certified properties (``ChemistryOptions.certified``) plus every other observable as a
+measurement. A calculation that does not converge raises ``SimulationFailed`` inside the
+wrapper (after its fallbacks): a recorded failure, never a label.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from foundry.contract import Candidate, GroundTruth, Verdict
+from foundry.execution.resources import Resources
+
+from .molecules import geometry_of
+from .options import OBSERVABLES, ChemistryOptions
+
+__all__ = ["DFTGroundTruth", "XTBGroundTruth"]
+
+
+def _job(candidate: Candidate) -> dict[str, Any]:
+    geometry = geometry_of(candidate.payload)
+    return {
+        "elements": list(geometry.elements),
+        "coordinates_angstrom": geometry.coordinates_angstrom.tolist(),
+        "charge": geometry.charge,
+        "multiplicity": geometry.multiplicity,
+    }
+
+
+def _verdict(raw: dict[str, Any], certified: tuple[str, ...], extra: dict[str, float]) -> Verdict:
+    properties = {name: float(raw[name]) for name in certified}
+    measurements = {
+        name: float(raw[name]) for name in OBSERVABLES if name not in certified and name in raw
+    }
+    measurements.update(extra)
+    return Verdict(passed=True, properties=properties, measurements=measurements)
+
+
+class DFTGroundTruth(GroundTruth):
+    """Kohn-Sham DFT at the options' level of theory (restricted for closed shells)."""
+
+    name: ClassVar[str] = "pyscf-dft"
+
+    def __init__(self, options: ChemistryOptions) -> None:
+        from foundry.simulators.pyscf_dft import DFTSettings
+
+        self.options = options
+        self.settings = DFTSettings(
+            xc=options.xc,
+            basis=options.basis,
+            density_fit=options.density_fit,
+            grid_level=options.grid_level,
+            conv_tol_hartree=options.conv_tol_hartree,
+            max_memory_mb=options.dft_memory_mb,
+        )
+        self.resources = Resources(
+            threads=options.dft_threads,
+            memory_mb=options.dft_memory_mb + 1000,  # the interpreter and libraries on top
+            timeout_s=options.dft_timeout_s,
+            expected_cost_s=5.0,
+            isolation="process",
+        )
+
+    @property
+    def version(self) -> str:
+        from foundry.simulators.pyscf_dft import pyscf_version
+
+        s = self.settings
+        return (
+            f"pyscf {pyscf_version()} {s.xc}/{s.basis} density_fit={s.density_fit} "
+            f"grid_level={s.grid_level} conv_tol={s.conv_tol_hartree:g}"
+        )
+
+    def prepare(self, candidate: Candidate) -> dict[str, Any]:
+        return _job(candidate)
+
+    def execute(self, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+        from foundry.simulators.pyscf_dft import run_dft
+
+        result = run_dft(
+            job["elements"],
+            job["coordinates_angstrom"],
+            charge=job["charge"],
+            multiplicity=job["multiplicity"],
+            settings=self.settings,
+            threads=self.options.dft_threads,
+        )
+        return result.as_dict()
+
+    def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
+        extra = {"scf_cycles": float(raw.get("n_cycles") or 0), "dft_walltime_s": raw["walltime_s"]}
+        if raw.get("spin_square") is not None:
+            extra["spin_square"] = float(raw["spin_square"])
+        extra["scf_fallback"] = float(raw.get("solver", "diis") != "diis")
+        return _verdict(raw, self.options.certified, extra)
+
+
+class XTBGroundTruth(GroundTruth):
+    """GFN2-xTB single point: the cheap tier (its gap is not on the DFT scale: the surrogate
+    learns the correction, and every certificate is against DFT)."""
+
+    name: ClassVar[str] = "tblite-xtb"
+
+    def __init__(self, options: ChemistryOptions) -> None:
+        from foundry.simulators.xtb import XTBSettings
+
+        self.options = options
+        self.settings = XTBSettings(method=options.xtb_method)
+        self.resources = Resources(
+            threads=1, timeout_s=120.0, expected_cost_s=0.01, memory_mb=2000, isolation="process"
+        )
+
+    @property
+    def version(self) -> str:
+        from foundry.simulators.xtb import tblite_version
+
+        return f"tblite {tblite_version()} {self.settings.method}"
+
+    def prepare(self, candidate: Candidate) -> dict[str, Any]:
+        return _job(candidate)
+
+    def execute(self, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+        from foundry.simulators.xtb import run_xtb
+
+        result = run_xtb(
+            job["elements"],
+            job["coordinates_angstrom"],
+            charge=job["charge"],
+            multiplicity=job["multiplicity"],
+            settings=self.settings,
+        )
+        out = result.as_dict()
+        out.pop("charges", None)
+        return out
+
+    def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
+        return _verdict(raw, self.options.certified, {"xtb_walltime_s": raw["walltime_s"]})
