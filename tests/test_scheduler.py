@@ -388,7 +388,7 @@ def test_uncertain_share_defers_uncertain_items_and_keeps_the_guarantee(tmp_path
     assert 0.1 < share < 0.3
     wrong, n = surrogate_errors(db, "accepted")
     assert n > 500 and wrong / n <= cfg.alpha
-    path, k = export_run(cfg.run_dir, decisions=("deferred",))
+    _, k = export_run(cfg.run_dir, decisions=("deferred",))
     assert k == stats.deferred
     db.close()
     # a resumed run (same budget: nothing left to do) counts them again from the ledger
