@@ -370,9 +370,7 @@ def test_tasks_are_sized_from_the_verifiers_cost(tmp_path):
 def test_uncertain_share_defers_uncertain_items_and_keeps_the_guarantee(tmp_path):
     """A budget of uncertain labels: the rest are deferred (recorded, never released or
     labelled), audits go on as before, and the released error stays within alpha."""
-    cfg, stats, db = run_analytic(
-        tmp_path, budget={"max_candidates": 12000}, uncertain_share=0.2
-    )
+    cfg, stats, db = run_analytic(tmp_path, budget={"max_candidates": 12000}, uncertain_share=0.2)
     counts = dict(db.execute("SELECT decision, COUNT(*) FROM examples GROUP BY 1").fetchall())
     assert counts.get("deferred", 0) == stats.deferred > 500
     deferred = db.execute(
