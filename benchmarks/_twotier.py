@@ -337,7 +337,7 @@ def print_report(bench: BenchDomain, results: list[RunResult], args: argparse.Na
                   f"delta {delta:.0%})")  # fmt: skip
     cols = (
         "run", "candidates", "GT calls", "accepted", "by GT", "by surrogate",
-        "rejected by surrogate", "CPU s", "wall s", "accepted / CPU s", "vs baseline",
+        "rejected by surrogate", "deferred", "CPU s", "wall s", "accepted / CPU s", "vs baseline",
     )  # fmt: skip
     for col in cols:
         table.add_column(col, justify="left" if col == "run" else "right")
@@ -346,7 +346,7 @@ def print_report(bench: BenchDomain, results: list[RunResult], args: argparse.Na
         table.add_row(
             r.label, f"{s.generated:,}", f"{s.gt_calls:,}", f"{s.accepted:,}",
             f"{s.accepted - s.surrogate_accepted:,}", f"{s.surrogate_accepted:,}",
-            f"{s.surrogate_rejected:,}", f"{r.cpu_s:,.1f}", f"{r.wall_s:,.1f}",
+            f"{s.surrogate_rejected:,}", f"{s.deferred:,}", f"{r.cpu_s:,.1f}", f"{r.wall_s:,.1f}",
             f"{r.per_cpu_s:,.1f}", f"{r.per_cpu_s / base.per_cpu_s:.2f}x",
         )  # fmt: skip
     console.print(table)

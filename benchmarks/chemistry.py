@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tolerances", type=str, default="", help="more certified runs, e.g. 0.1,0.3,0.5"
     )
     parser.add_argument("--audit-rate", type=float, default=0.05)
+    parser.add_argument(
+        "--uncertain-share",
+        type=float,
+        default=0.25,
+        help="expected share of uncertain items labelled by DFT (the rest deferred)",
+    )
     parser.add_argument("--min-train-labels", type=int, default=400)
     parser.add_argument("--retrain-every", type=int, default=400)
     parser.add_argument("--challenger-audits", type=int, default=150)
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         min_train_labels=args.min_train_labels,
         retrain_every=args.retrain_every,
         challenger_audits=args.challenger_audits,
+        uncertain_share=args.uncertain_share,
         batch_size=100,
     )
     level = level_of_theory(options)
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"alpha {args.alpha}, delta {args.delta}, tolerance {args.tolerance} eV on gap_ev, "
-        f"audit rate {args.audit_rate}, first fit at {args.min_train_labels} labels, retrain "
+        f"audit rate {args.audit_rate}, uncertain share {args.uncertain_share}, first fit at "
+        f"{args.min_train_labels} labels, retrain "
         f"every {args.retrain_every}, challenger audits {args.challenger_audits}, elements "
         f"{args.elements}, <= {args.max_heavy_atoms} heavy atoms, fresh "
         f"{args.fresh_per_slice} a slice (certified) / {args.fresh} (fixed band), total wall "

@@ -128,6 +128,7 @@ class ChemistryDomain(Domain):
             self.properties,
             n_members=opts.surrogate_members,
             max_steps=opts.surrogate_max_steps,
+            min_steps=min(300, opts.surrogate_max_steps),
             num_threads=1,
         )
 

@@ -92,7 +92,9 @@ class DFTGroundTruth(GroundTruth):
         return result.as_dict()
 
     def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
-        extra = {"scf_cycles": float(raw.get("n_cycles") or 0), "dft_walltime_s": raw["walltime_s"]}
+        # no wall time here: a verdict must not depend on the machine's load (the ledger's
+        # verifications table records each tier's wall time)
+        extra = {"scf_cycles": float(raw.get("n_cycles") or 0)}
         if raw.get("spin_square") is not None:
             extra["spin_square"] = float(raw["spin_square"])
         extra["scf_fallback"] = float(raw.get("solver", "diis") != "diis")
@@ -138,4 +140,4 @@ class XTBGroundTruth(GroundTruth):
         return out
 
     def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
-        return _verdict(raw, self.options.certified, {"xtb_walltime_s": raw["walltime_s"]})
+        return _verdict(raw, self.options.certified, {})
