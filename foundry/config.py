@@ -95,6 +95,17 @@ class RunConfig(BaseModel):
         "first-look points of audits); below 1 lets the certified route save ground truth "
         "there, at the price of slower certification",
     )
+    relaxed_audit_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="audit rate of a stratum once the champion's certificate there covers "
+        "every route and holds relax_after_audits audits (audits are a count per certificate, "
+        "not a rate); None: audit_rate throughout",
+    )
+    relax_after_audits: int = Field(
+        1000, ge=1, description="audits of the champion in a stratum before its rate relaxes"
+    )
     uncertain_share: float = Field(
         1.0,
         ge=0,

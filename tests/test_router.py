@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -197,3 +198,23 @@ def test_uncertain_share_zero_defers_every_uncertain_item_and_one_defers_none():
     assert none.route.tolist() == ["audit", "deferred", "surrogate_accept", "deferred"]
     every = route_batch(draws, 0.1, certificate(0.1, None, 4), accept, None, uncertain_share=1.0)
     assert every.route.tolist() == ["audit", "uncertain", "surrogate_accept", "uncertain"]
+
+
+def test_a_relaxed_stratum_audits_at_the_relaxed_rate_decided_before_the_score():
+    n = 40_000
+    draws = np.random.default_rng(1).random(n)
+    accept = np.full(n, 0.01)
+    relaxed = np.arange(n) % 2 == 0  # half the items' stratum has relaxed
+    cert = dataclasses.replace(certificate(0.1, None, n), relaxed=relaxed)
+    routes = route_batch(draws, 0.1, cert, accept, None, relaxed_audit_rate=0.02)
+    relaxed_share = routes.audit[relaxed].mean()
+    other_share = routes.audit[~relaxed].mean()
+    assert 0.017 < relaxed_share < 0.023 and 0.095 < other_share < 0.105
+    # a relaxed audit is one the full rate would have drawn too (the draw comes first)
+    full = route_batch(draws, 0.1, certificate(0.1, None, n), accept, None)
+    assert not (routes.audit & ~full.audit).any()
+    # an eager stratum (a route still uncertified) is never relaxed
+    cert = dataclasses.replace(cert, eager=np.ones(n, dtype=bool))
+    eager = route_batch(draws, 0.1, cert, accept, None, relaxed_audit_rate=0.02,
+                        uncertified_audit_rate=1.0)  # fmt: skip
+    assert eager.audit.all()

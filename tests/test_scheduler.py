@@ -393,3 +393,29 @@ def test_uncertain_share_defers_uncertain_items_and_keeps_the_guarantee(tmp_path
     resumed = Scheduler(cfg, resume=True)
     resumed.run()
     assert resumed.stats.deferred == stats.deferred
+
+
+def test_the_audit_rate_relaxes_once_a_certificate_holds_enough_audits(tmp_path):
+    cfg, _stats, db = run_analytic(
+        tmp_path,
+        budget={"max_candidates": 16000},
+        relaxed_audit_rate=0.02,
+        relax_after_audits=1500,
+    )
+    audits = np.array(
+        [
+            r["audit"]
+            for r in db.execute(
+                "SELECT audit FROM examples WHERE route IN "
+                "('audit','uncertain','surrogate_accept','surrogate_reject') ORDER BY seq"
+            )
+        ]
+    )
+    # certified items: 10 % audited at first (audit_rate), then 2 % once the champion's
+    # certificate holds 1,500 audits (a new champion starts its count again)
+    assert audits[:3000].mean() > 0.07  # measured 0.09-0.10
+    assert 0.01 < audits[-5000:].mean() < 0.03  # measured 0.018
+    assert audits.mean() < 0.06  # against 0.08-0.12 without relaxing (test above)
+    wrong, n = surrogate_errors(db, "accepted")
+    assert n > 1000 and wrong / n <= cfg.alpha
+    db.close()

@@ -205,6 +205,9 @@ class Thresholds:
     reject_alpha: float
     #: bool: the stratum still lacks a route's certificate and audits at the eager rate
     eager: np.ndarray | None = None
+    #: bool: the stratum's certificate is complete and holds enough audits to audit at the
+    #: relaxed rate (``relaxed_audit_rate``)
+    relaxed: np.ndarray | None = None
 
 
 #: A stratum missing a route's certificate audits eagerly until it holds this many times its
@@ -230,6 +233,9 @@ class BookParams:
     fixed_band: bool = False
     fixed_accept_risk: float = 0.05
     fixed_reject_risk: float = 0.05
+    #: audits of the champion in a completely certified stratum after which its audit rate
+    #: may relax (``None``: never)
+    relax_after_audits: int | None = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig, slices: tuple[str, ...] | None = None) -> BookParams:
@@ -243,6 +249,9 @@ class BookParams:
             fixed_band=cfg.policy == "fixed_band",
             fixed_accept_risk=cfg.fixed_accept_risk,
             fixed_reject_risk=cfg.fixed_reject_risk,
+            relax_after_audits=(
+                cfg.relax_after_audits if cfg.relaxed_audit_rate is not None else None
+            ),
         )
 
     @property
@@ -344,6 +353,7 @@ class CalibrationBook:
             alpha=self.params.alpha,
             reject_alpha=self.params.reject_alpha,
             eager=np.zeros(n, dtype=bool),
+            relaxed=np.zeros(n, dtype=bool),
         )
         champ = self.champion_slot
         if champ is None or n == 0:
@@ -361,19 +371,33 @@ class CalibrationBook:
             if cert.reject is not None and cert.reject.certified:
                 out.reject[mask] = cert.reject.threshold
                 out.reject_bound[mask] = cert.reject.upper_bound
-            assert out.eager is not None
+            assert out.eager is not None and out.relaxed is not None
             out.eager[mask] = self._eager(champ, (regime, name), cert)
+            out.relaxed[mask] = self._relaxed(champ, (regime, name), cert)
         return out
+
+    def _complete(self, cert: Certificate) -> bool:
+        return cert.accept.certified and (
+            not self.has_pass_fail or (cert.reject is not None and cert.reject.certified)
+        )
+
+    def _relaxed(self, slot: SurrogateSlot, key: StratumKey, cert: Certificate) -> bool:
+        """Whether a stratum may audit at the relaxed rate: its certificate covers every route
+        and it holds ``relax_after_audits`` audits of this version. Like ``_eager``, a function
+        of the stratum's state, never of an item's score: within a stationary stratum the
+        audits stay a uniform sample of its items whatever the rate at each moment."""
+        after = self.params.relax_after_audits
+        stratum = slot.strata.get(key)
+        if after is None or stratum is None or not self._complete(cert):
+            return False
+        return len(stratum.seqs) >= after
 
     def _eager(self, slot: SurrogateSlot, key: StratumKey, cert: Certificate) -> bool:
         """Whether a certified stratum should still audit at the eager rate: one of its routes
         has no certificate yet and it holds fewer than ``EAGER_AUDIT_FACTOR`` first look
         points of audits. Depends on the stratum's state only, never on an item's score."""
-        complete = cert.accept.certified and (
-            not self.has_pass_fail or (cert.reject is not None and cert.reject.certified)
-        )
         stratum = slot.strata.get(key)
-        if complete or stratum is None:
+        if self._complete(cert) or stratum is None:
             return False
         budget = EAGER_AUDIT_FACTOR * self._first_look_at(slot.version, key)
         return len(stratum.seqs) < budget

@@ -69,6 +69,7 @@ def route_batch(
     scored: bool = True,
     uncertified_audit_rate: float | None = None,
     uncertain_share: float = 1.0,
+    relaxed_audit_rate: float | None = None,
 ) -> Routes:
     """Route a batch of ``len(audit_draws)`` items.
 
@@ -80,7 +81,9 @@ def route_batch(
     or challenger) scored the batch; ``uncertified_audit_rate``: the audit rate of items
     whose stratum is still missing a route's certificate (``thresholds.eager``; without
     it: the accept route's) - default ``audit_rate``; ``uncertain_share``: the expected
-    share of uncertain items sent to the ground truth (the rest deferred).
+    share of uncertain items sent to the ground truth (the rest deferred);
+    ``relaxed_audit_rate``: the audit rate of items whose stratum's certificate is complete
+    and holds enough audits (``thresholds.relaxed``).
     """
     if uncertified_audit_rate is None:
         uncertified_audit_rate = audit_rate
@@ -99,6 +102,8 @@ def route_batch(
     # that certificate needs accumulate at that rate; the others at ``audit_rate``
     eager = thresholds.eager if thresholds.eager is not None else ~np.isfinite(thresholds.accept)
     rate = np.where(eager, uncertified_audit_rate, audit_rate)
+    if relaxed_audit_rate is not None and thresholds.relaxed is not None:
+        rate = np.where(thresholds.relaxed & ~eager, relaxed_audit_rate, rate)
     audit = ~certified | (audit_draws < rate)
     route[:] = "uncertain"
     route[audit] = "audit"

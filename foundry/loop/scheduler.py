@@ -576,6 +576,7 @@ class Scheduler:
                 self._audit_rate if self._audit_rate == 0 else self.cfg.uncertified_audit_rate
             ),
             uncertain_share=self.cfg.uncertain_share,
+            relaxed_audit_rate=self.cfg.relaxed_audit_rate if self._audit_rate else None,
         )
         columns = routed_columns(
             fresh.seqs, fresh.texts, cands, slices, routes, shown, thresholds, now
