@@ -19,13 +19,10 @@ then an MLP with one pass/fail logit and one output per property. Aggregation an
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +30,7 @@ from torch import nn
 
 from foundry.contract import Candidate, PluginError, Predictions, PropertySpec, Verdict
 
+from ._cache import EncodedCache
 from ._training import (
     Baselines,
     Standardizer,
@@ -124,57 +122,8 @@ def _variance(raw: torch.Tensor) -> torch.Tensor:
     return nn.functional.softplus(raw) + 1e-6
 
 
-class _GraphCache:
-    """Graphs by (encoder, candidate id), shared by every surrogate in the process.
-
-    A run scores each candidate with the version in force *and* its challenger, and a fit
-    re-reads recent labels: building the graph (and its baseline, perhaps a small physics
-    solve) once per candidate instead of once per model is a large part of inference cost.
-    Thread-safe: the scheduler fits in a background thread while it predicts. Candidates
-    without an id are encoded every time.
-    """
-
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[tuple[Any, str], GraphSample] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_many(
-        self,
-        key: Any,
-        candidates: Sequence[Candidate],
-        encode_many: Callable[[Sequence[Candidate]], Sequence[GraphSample]],
-    ) -> list[GraphSample]:
-        """Cached graphs of ``candidates``; the misses are encoded in one call."""
-        out: list[GraphSample | None] = [None] * len(candidates)
-        with self._lock:
-            for i, cand in enumerate(candidates):
-                if cand.id:
-                    out[i] = self._items.get((key, cand.id))
-        missing = [i for i, sample in enumerate(out) if sample is None]
-        if missing:
-            encoded = encode_many([candidates[i] for i in missing])
-            if len(encoded) != len(missing):
-                raise PluginError(
-                    f"graph encoder returned {len(encoded)} graphs for {len(missing)} candidates"
-                )
-            checked_all = _checked_many(encoded)
-            with self._lock:
-                for i, checked in zip(missing, checked_all, strict=True):
-                    out[i] = checked
-                    if candidates[i].id:
-                        self._items[(key, candidates[i].id)] = checked
-                while len(self._items) > self.max_items:
-                    self._items.popitem(last=False)
-        return out  # type: ignore[return-value]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 #: ~2 KB a small circuit graph: 50k graphs stay well under 200 MB.
-_GRAPH_CACHE = _GraphCache(max_items=50_000)
+_GRAPH_CACHE: EncodedCache[GraphSample] = EncodedCache(max_items=50_000)
 
 
 class _GraphStore:
@@ -386,7 +335,11 @@ class GraphEnsembleSurrogate:
     # -- graphs ---------------------------------------------------------------------------
     def _graphs(self, candidates: Sequence[Candidate]) -> list[GraphSample]:
         encode = self.to_graphs or (lambda cands: [self.to_graph(c) for c in cands])
-        return _GRAPH_CACHE.get_many(self.to_graph, candidates, encode)
+
+        def encode_missing(missing: Sequence[int]) -> list[GraphSample]:
+            return _checked_many(encode([candidates[i] for i in missing]))
+
+        return _GRAPH_CACHE.get_many(self.to_graph, candidates, encode_missing)
 
     # -- training -------------------------------------------------------------------------
     @contextmanager

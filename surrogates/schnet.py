@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from torch_geometric.nn.models.schnet import ShiftedSoftplus
 
 from foundry.contract import Candidate, PluginError, Predictions, PropertySpec, Verdict
 
+from ._cache import EncodedCache
 from ._training import (
     Baselines,
     Standardizer,
@@ -166,53 +165,8 @@ def _checked(sample: Any, where: str) -> MoleculeSample:
     return MoleculeSample(z, pos, u, baseline)
 
 
-class _SampleCache:
-    """Checked samples by (to_sample, candidate id, the evidence tiers it carries), shared by
-    every surrogate in the process, bounded (least recently added first out). The tiers are
-    part of the key because a sample may read them (an xTB baseline): the same molecule scored
-    before and after its cheap tier ran is two samples. A run scores each candidate with the
-    version in force and its challenger and refits on the same labels; ``to_sample`` (a
-    conformer search) should run once per candidate. Thread-safe; candidates without an id are
-    converted every time."""
-
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[tuple[Any, str, tuple[str, ...]], MoleculeSample] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_many(
-        self, key: Any, candidates: Sequence[Candidate], to_sample: Callable[[Candidate], Any]
-    ) -> list[MoleculeSample]:
-        out: list[MoleculeSample | None] = [None] * len(candidates)
-        with self._lock:
-            for i, cand in enumerate(candidates):
-                if cand.id:
-                    out[i] = self._items.get((key, cand.id, tuple(sorted(cand.evidence))))
-        fresh: list[tuple[int, MoleculeSample]] = []
-        for i, sample in enumerate(out):
-            if sample is None:
-                cand = candidates[i]
-                where = f"candidate {i}" + (f" ({cand.id})" if cand.id else "")
-                checked = _checked(to_sample(cand), where)
-                out[i] = checked
-                fresh.append((i, checked))
-        if fresh:
-            with self._lock:
-                for i, checked in fresh:
-                    cand = candidates[i]
-                    if cand.id:
-                        self._items[(key, cand.id, tuple(sorted(cand.evidence)))] = checked
-                while len(self._items) > self.max_items:
-                    self._items.popitem(last=False)
-        return out  # type: ignore[return-value]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 #: ~1 KB a small molecule: 50k molecules stay around 50 MB.
-_SAMPLE_CACHE = _SampleCache(max_items=50_000)
+_SAMPLE_CACHE: EncodedCache[MoleculeSample] = EncodedCache(max_items=50_000)
 
 
 class RadiusNeighbors(nn.Module):
@@ -787,7 +741,15 @@ class SchNetEnsembleSurrogate:
 
     # -- samples --------------------------------------------------------------------------
     def _samples(self, candidates: Sequence[Candidate]) -> list[MoleculeSample]:
-        return _SAMPLE_CACHE.get_many(self.to_sample, candidates, self.to_sample)
+        def encode_missing(missing: Sequence[int]) -> list[MoleculeSample]:
+            out = []
+            for i in missing:
+                cand = candidates[i]
+                where = f"candidate {i}" + (f" ({cand.id})" if cand.id else "")
+                out.append(_checked(self.to_sample(cand), where))
+            return out
+
+        return _SAMPLE_CACHE.get_many(self.to_sample, candidates, encode_missing)
 
     @contextmanager
     def _threads(self) -> Iterator[None]:

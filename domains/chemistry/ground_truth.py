@@ -10,6 +10,7 @@ wrapper (after its fallbacks): a recorded failure, never a label.
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 from foundry.contract import Candidate, GroundTruth, Verdict
@@ -40,7 +41,31 @@ def _verdict(raw: dict[str, Any], certified: tuple[str, ...], extra: dict[str, f
     return Verdict(passed=True, properties=properties, measurements=measurements)
 
 
-class DFTGroundTruth(GroundTruth):
+class _MoleculeTier(GroundTruth):
+    """A tier that runs one single point on a payload's geometry (prepare and execute shared)."""
+
+    def prepare(self, candidate: Candidate) -> dict[str, Any]:
+        return _job(candidate)
+
+    def execute(self, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+        result = self._single_point(
+            job["elements"],
+            job["coordinates_angstrom"],
+            charge=job["charge"],
+            multiplicity=job["multiplicity"],
+        )
+        out = result.as_dict()
+        out.pop("charges", None)  # per-atom lists do not fit a verdict's numbers
+        return out
+
+    @abc.abstractmethod
+    def _single_point(
+        self, elements: list[str], coordinates: list[list[float]], *, charge: int, multiplicity: int
+    ) -> Any:
+        """The simulator's result object (with ``as_dict``)."""
+
+
+class DFTGroundTruth(_MoleculeTier):
     """Kohn-Sham DFT at the options' level of theory (restricted for closed shells)."""
 
     name: ClassVar[str] = "pyscf-dft"
@@ -75,21 +100,19 @@ class DFTGroundTruth(GroundTruth):
             f"grid_level={s.grid_level} conv_tol={s.conv_tol_hartree:g}"
         )
 
-    def prepare(self, candidate: Candidate) -> dict[str, Any]:
-        return _job(candidate)
-
-    def execute(self, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+    def _single_point(
+        self, elements: list[str], coordinates: list[list[float]], *, charge: int, multiplicity: int
+    ) -> Any:
         from foundry.simulators.pyscf_dft import run_dft
 
-        result = run_dft(
-            job["elements"],
-            job["coordinates_angstrom"],
-            charge=job["charge"],
-            multiplicity=job["multiplicity"],
+        return run_dft(
+            elements,
+            coordinates,
+            charge=charge,
+            multiplicity=multiplicity,
             settings=self.settings,
             threads=self.options.dft_threads,
         )
-        return result.as_dict()
 
     def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
         # no wall time here: a verdict must not depend on the machine's load (the ledger's
@@ -101,7 +124,7 @@ class DFTGroundTruth(GroundTruth):
         return _verdict(raw, self.options.certified, extra)
 
 
-class XTBGroundTruth(GroundTruth):
+class XTBGroundTruth(_MoleculeTier):
     """GFN2-xTB single point: the cheap tier (its gap is not on the DFT scale: the surrogate
     learns the correction, and every certificate is against DFT)."""
 
@@ -122,22 +145,14 @@ class XTBGroundTruth(GroundTruth):
 
         return f"tblite {tblite_version()} {self.settings.method}"
 
-    def prepare(self, candidate: Candidate) -> dict[str, Any]:
-        return _job(candidate)
-
-    def execute(self, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+    def _single_point(
+        self, elements: list[str], coordinates: list[list[float]], *, charge: int, multiplicity: int
+    ) -> Any:
         from foundry.simulators.xtb import run_xtb
 
-        result = run_xtb(
-            job["elements"],
-            job["coordinates_angstrom"],
-            charge=job["charge"],
-            multiplicity=job["multiplicity"],
-            settings=self.settings,
+        return run_xtb(
+            elements, coordinates, charge=charge, multiplicity=multiplicity, settings=self.settings
         )
-        out = result.as_dict()
-        out.pop("charges", None)
-        return out
 
     def parse(self, raw: dict[str, Any], candidate: Candidate) -> Verdict:
         return _verdict(raw, self.options.certified, {})
