@@ -203,3 +203,14 @@ def test_options_are_checked_at_config_time() -> None:
         with pytest.raises(OptionsError):
             parse_options(ChemistryDomain, bad)
     assert ChemistryOptions().xc == "b3lyp" and ChemistryOptions().basis == "def2-svp"
+
+
+def test_a_calculation_without_a_gap_is_a_failure_not_a_label(domain: ChemistryDomain) -> None:
+    from foundry.contract import SimulationFailed
+
+    raw = {"gap_ev": float("nan"), "homo_ev": -7.0, "lumo_ev": float("nan"),
+           "dipole_debye": 0.0, "total_energy_hartree": -1.0, "n_cycles": 3}  # fmt: skip
+    with pytest.raises(SimulationFailed, match="gap_ev"):
+        domain.ground_truth("dft").parse(raw, Candidate(payload=WATER))
+    ok = domain.ground_truth("dft").parse({**raw, "gap_ev": 9.0}, Candidate(payload=WATER))
+    assert ok.properties == {"gap_ev": 9.0} and "lumo_ev" not in ok.measurements

@@ -11,9 +11,10 @@ wrapper (after its fallbacks): a recorded failure, never a label.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
 
-from foundry.contract import Candidate, GroundTruth, Verdict
+from foundry.contract import Candidate, GroundTruth, SimulationFailed, Verdict
 from foundry.execution.resources import Resources
 
 from .molecules import geometry_of
@@ -34,8 +35,13 @@ def _job(candidate: Candidate) -> dict[str, Any]:
 
 def _verdict(raw: dict[str, Any], certified: tuple[str, ...], extra: dict[str, float]) -> Verdict:
     properties = {name: float(raw[name]) for name in certified}
+    missing = [name for name, value in properties.items() if not math.isfinite(value)]
+    if missing:  # e.g. no virtual orbital in the basis: no LUMO, no gap
+        raise SimulationFailed(f"no finite {', '.join(missing)} from this calculation")
     measurements = {
-        name: float(raw[name]) for name in OBSERVABLES if name not in certified and name in raw
+        name: float(raw[name])
+        for name in OBSERVABLES
+        if name not in certified and name in raw and math.isfinite(float(raw[name]))
     }
     measurements.update(extra)
     return Verdict(passed=True, properties=properties, measurements=measurements)
