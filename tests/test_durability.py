@@ -329,9 +329,14 @@ MIN_POWER = 0.8
 def killed_run(run_dir: Path, seed: int, n: int, rng: np.random.Generator) -> int:
     """One run, SIGKILLed by a timer at a random moment of each forked child's run (after it
     has rebuilt its state: the kill lands in the loop) and resumed in the next child; returns
-    the number of kills that landed."""
+    the number of kills that landed.
+
+    A segment that ends without a new committed row (the resumed run was still redoing a cut
+    off fit, say, on a loaded machine) doubles the next window, up to 32x: kills keep landing
+    at random moments, but a run whose resume needs longer than the window cannot be starved."""
+    rows_before, stalled = -1, 0
     for kills in range(200):
-        delay = float(rng.uniform(0.03, 0.3))
+        delay = float(rng.uniform(0.03, 0.3)) * 2 ** min(stalled, 5)
         pid = os.fork()
         if pid == 0:  # the child: run until done or killed mid-whatever
             code = 1
@@ -349,7 +354,24 @@ def killed_run(run_dir: Path, seed: int, n: int, rng: np.random.Generator) -> in
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             return kills
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+        rows = _committed_rows(run_dir)
+        stalled = stalled + 1 if rows <= rows_before else 0
+        rows_before = max(rows, rows_before)
     raise AssertionError(f"run {seed} did not finish in 200 segments")
+
+
+def _committed_rows(run_dir: Path) -> int:
+    """Rows a killed run's ledger holds (a plain connection: it recovers the WAL)."""
+    path = run_dir / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        db.close()
 
 
 @pytest.mark.slow
