@@ -89,6 +89,8 @@ def test_geometry_follows_the_payload() -> None:
     assert radical.multiplicity == 2 and radical.elements.count("H") == 3
     oh = geometry_of({"elements": ["O", "H"], "coordinates_angstrom": [[0, 0, 0], [0.97, 0, 0]]})
     assert oh.multiplicity == 2
+    cation = geometry_of({"smiles": "C[NH3+]"})  # the charge follows the SMILES
+    assert (cation.charge, cation.multiplicity) == (1, 1)
     given = geometry_of(WATER)  # used as is: no re-embedding, no optimisation
     assert np.array_equal(given.coordinates_angstrom, np.array(WATER["coordinates_angstrom"]))
     # a SMILES embeds to the same conformer every time (seeded by the canonical SMILES)

@@ -199,8 +199,13 @@ def default_multiplicity(n_electrons: int) -> int:
 
 def geometry_of(payload: Mapping[str, Any]) -> Geometry:
     """The geometry a payload stands for (embedding a SMILES-only one). Assumes the payload
-    passed :func:`rule_problem`; raises ``ValueError`` otherwise."""
-    charge = int(payload.get("charge", 0))
+    passed :func:`rule_problem`; raises ``ValueError`` otherwise. The charge is the payload's,
+    else the SMILES's formal charge (as the rule layer reads it), else 0."""
+    mol = parse_smiles(payload["smiles"])[0] if "smiles" in payload else None
+    if "charge" in payload:
+        charge = int(payload["charge"])
+    else:
+        charge = _smiles_charge_and_radicals(mol)[0] if mol is not None else 0
     if "coordinates_angstrom" in payload:
         elements = tuple(payload["elements"])
         coords = np.asarray(payload["coordinates_angstrom"], dtype=np.float64).reshape(-1, 3)
@@ -214,17 +219,16 @@ def geometry_of(payload: Mapping[str, Any]) -> Geometry:
         elements, coord_rows = got
         coords = np.asarray(coord_rows, dtype=np.float64)
     n_electrons = sum(_atomic_number(e) for e in elements) - charge
-    multiplicity = int(payload.get("multiplicity", 0)) or _multiplicity_default(
-        payload, n_electrons
-    )
-    return Geometry(elements, coords, charge, multiplicity)
+    return Geometry(elements, coords, charge, multiplicity_of(payload, mol, n_electrons))
 
 
-def _multiplicity_default(payload: Mapping[str, Any], n_electrons: int) -> int:
-    if "smiles" in payload:
-        mol, _ = parse_smiles(payload["smiles"])
-        if mol is not None:
-            return _smiles_charge_and_radicals(mol)[1] + 1
+def multiplicity_of(payload: Mapping[str, Any], mol: Any | None, n_electrons: int) -> int:
+    """The payload's multiplicity; without one, the SMILES's radical count + 1, else the
+    lowest the electron count allows."""
+    if "multiplicity" in payload:
+        return int(payload["multiplicity"])
+    if mol is not None:
+        return _smiles_charge_and_radicals(mol)[1] + 1
     return default_multiplicity(n_electrons)
 
 
@@ -297,13 +301,7 @@ def rule_problem(
     if heavy > max_heavy_atoms:
         return f"{heavy} heavy atoms, more than max_heavy_atoms = {max_heavy_atoms}"
     n_electrons = sum(_atomic_number(e) for e in elements) - charge
-    if "multiplicity" in payload:
-        multiplicity = int(payload["multiplicity"])
-    elif mol is not None:
-        multiplicity = _smiles_charge_and_radicals(mol)[1] + 1
-    else:
-        multiplicity = default_multiplicity(n_electrons)
-    problem = _spin_problem(n_electrons, multiplicity)
+    problem = _spin_problem(n_electrons, multiplicity_of(payload, mol, n_electrons))
     if problem:
         return problem
     if "coordinates_angstrom" not in payload:
