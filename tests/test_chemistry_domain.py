@@ -118,7 +118,9 @@ def test_generator_is_deterministic_valid_and_records_parents(domain: ChemistryD
     first = domain.generate(60, np.random.default_rng(7), {})
     again = domain.generate(60, np.random.default_rng(7), {})
     assert [c.payload for c in first] == [c.payload for c in again]
-    reservoir_ids = {pid for _, pid in domain._parents().pool}
+    # parents are named by the ids a run gives the reservoir's molecules (lineage joins up)
+    reservoir_ids = {c.id for c in domain.reservoir()}
+    assert reservoir_ids == {pid for _, pid in domain._parents().pool}
     for cand in first:
         assert domain.check(cand) is None, cand.payload
         assert cand.parent_ids and set(cand.parent_ids) <= reservoir_ids

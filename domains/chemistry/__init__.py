@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from foundry.contract import Candidate, Domain, GroundTruth, PropertySpec, Surrogate
+from foundry.contract import (
+    Candidate,
+    Domain,
+    GroundTruth,
+    PropertySpec,
+    Surrogate,
+    canonical_json,
+    example_id,
+)
 from foundry.schema import PayloadValidator
 
 from .features import descriptor_matrix, molecule_sample
@@ -72,9 +80,7 @@ class ChemistryDomain(Domain):
                     f"no NCI molecule has only {list(opts.elements)} within "
                     f"{opts.max_heavy_atoms} heavy atoms: no parents to start from"
                 )
-            from foundry.contract import content_id
-
-            parents = [(s, content_id(self.name, {"smiles": s, "name": n})) for s, n in pool]
+            parents = [(s, self._example_id({"smiles": s, "name": n})) for s, n in pool]
             self._generator = MoleculeGenerator(parents, opts.elements, opts.max_heavy_atoms)
         return self._generator
 
@@ -142,4 +148,10 @@ class ChemistryDomain(Domain):
 
     def reservoir(self) -> list[Candidate]:
         opts: ChemistryOptions = self.options
-        return reservoir_candidates(opts.elements, opts.max_heavy_atoms)
+        real = reservoir_candidates(opts.elements, opts.max_heavy_atoms)
+        for cand in real:  # the ids a run gives them: what children's parent_ids name
+            cand.id = self._example_id(cand.payload)
+        return real
+
+    def _example_id(self, payload: dict[str, Any]) -> str:
+        return example_id(self.name, payload, canonical_json(payload), self.identity)
