@@ -77,17 +77,8 @@ class DFTGroundTruth(_MoleculeTier):
     name: ClassVar[str] = "pyscf-dft"
 
     def __init__(self, options: ChemistryOptions) -> None:
-        from foundry.simulators.pyscf_dft import DFTSettings
-
         self.options = options
-        self.settings = DFTSettings(
-            xc=options.xc,
-            basis=options.basis,
-            density_fit=options.density_fit,
-            grid_level=options.grid_level,
-            conv_tol_hartree=options.conv_tol_hartree,
-            max_memory_mb=options.dft_memory_mb,
-        )
+        self.settings = options.dft_settings()
         self.resources = Resources(
             threads=options.dft_threads,
             memory_mb=options.dft_memory_mb + 1000,  # the interpreter and libraries on top
@@ -137,10 +128,8 @@ class XTBGroundTruth(_MoleculeTier):
     name: ClassVar[str] = "tblite-xtb"
 
     def __init__(self, options: ChemistryOptions) -> None:
-        from foundry.simulators.xtb import XTBSettings
-
         self.options = options
-        self.settings = XTBSettings(method=options.xtb_method)
+        self.settings = options.xtb_settings()
         self.resources = Resources(
             threads=1, timeout_s=120.0, expected_cost_s=0.01, memory_mb=2000, isolation="process"
         )

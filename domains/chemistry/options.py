@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from foundry.simulators.pyscf_dft import DFTSettings
+from foundry.simulators.xtb import XTBSettings
+
 __all__ = ["OBSERVABLES", "ChemistryOptions"]
 
 #: what both tiers measure, with units in the names
@@ -33,7 +36,9 @@ class ChemistryOptions:
     layer admits and the generator makes (QM9-like by default). ``certified``: the observables
     the surrogate predicts and certificates cover; the others are recorded as measurements of
     ground-truth labels. ``*_tol_*``: the tolerance within which a prediction counts as right.
-    ``surrogate``: ``schnet`` (an ensemble of SchNet networks learning DFT from xTB)."""
+    ``surrogate_members``/``surrogate_max_steps``: the SchNet ensemble's size and training
+    length. The level of theory is checked by the simulators' own settings (built here once,
+    so a bad value is a config error, not a worker's)."""
 
     xc: str = "b3lyp"
     basis: str = "def2-svp"
@@ -65,18 +70,29 @@ class ChemistryOptions:
         bad = [c for c in self.certified if c not in OBSERVABLES]
         if bad or not self.certified or len(set(self.certified)) != len(self.certified):
             raise ValueError(f"certified must name distinct observables of {list(OBSERVABLES)}")
-        if self.dft_threads < 1 or self.dft_memory_mb < 100 or self.dft_timeout_s <= 0:
-            raise ValueError("dft_threads >= 1, dft_memory_mb >= 100, dft_timeout_s > 0")
-        if not 0 <= self.grid_level <= 9:
-            raise ValueError(f"grid_level must be 0..9, got {self.grid_level}")
-        if not 0 < self.conv_tol_hartree < 1e-3:
-            raise ValueError(f"conv_tol_hartree must be in (0, 1e-3), got {self.conv_tol_hartree}")
+        if self.dft_threads < 1 or self.dft_timeout_s <= 0:
+            raise ValueError("dft_threads >= 1 and dft_timeout_s > 0")
+        self.dft_settings()
+        self.xtb_settings()
         tolerances = (self.gap_tol_ev, self.orbital_tol_ev, self.dipole_tol_debye,
                       self.energy_tol_hartree)  # fmt: skip
         if min(tolerances) <= 0:
             raise ValueError("tolerances must be > 0")
         if self.surrogate_members < 2 or self.surrogate_max_steps < 10:
             raise ValueError("surrogate_members >= 2 and surrogate_max_steps >= 10")
+
+    def dft_settings(self) -> DFTSettings:
+        return DFTSettings(
+            xc=self.xc,
+            basis=self.basis,
+            density_fit=self.density_fit,
+            grid_level=self.grid_level,
+            conv_tol_hartree=self.conv_tol_hartree,
+            max_memory_mb=self.dft_memory_mb,
+        )
+
+    def xtb_settings(self) -> XTBSettings:
+        return XTBSettings(method=self.xtb_method)
 
     def tolerance(self, name: str) -> tuple[str, float]:
         """(unit, absolute tolerance) of an observable."""
