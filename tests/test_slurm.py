@@ -399,6 +399,66 @@ def test_a_verifier_that_always_loses_its_worker_fails_as_worker_lost() -> None:
         assert "KilledWorker" in result.error and f"{MAX_WORKER_LOSSES} times" in result.error
 
 
+class _PoisonedWorkersExecutor(_LosingExecutor):
+    """A fake (of Dask's failure mode, to test the dispatcher's handling of it): two slots,
+    and whenever a chunk holding the poison item is in flight, the worker dies and takes every
+    chunk in flight with it - Dask blames them all alike."""
+
+    slots = 2
+
+    def __init__(self, poison_seq: int) -> None:
+        super().__init__(losses=0)
+        self.poison_seq = poison_seq
+        self.running: list[ChunkJob] = []
+        self.alone_runs = 0
+
+    def submit(self, job: ChunkJob) -> None:
+        self.running.append(job)
+
+    def collect(self, timeout_s: float) -> list[ChunkOutcome]:
+        from foundry.execution.executors import run_chunk_timed
+
+        running, self.running = self.running, []
+        if any(seq == self.poison_seq for job in running for seq, _ in job.items):
+            self.alone_runs += len(running) == 1
+            return [ChunkOutcome(job, error=self.error) for job in running]
+        outcomes = []
+        for job in running:
+            results, busy_s = run_chunk_timed(job)
+            outcomes.append(ChunkOutcome(job, results, busy_s=busy_s))
+        return outcomes
+
+    def in_flight(self) -> int:
+        return len(self.running)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4])
+def test_neighbours_of_a_worker_killing_item_are_not_failed_with_it(chunk_size: int) -> None:
+    """Losses do not say which item killed the worker: an item lost SUSPECT_AFTER_LOSSES times
+    runs alone, and only the one that dies alone ends as ``worker_lost``."""
+    spec = VerifierSpec("analytic_domain:AnalyticDomain", isolation="none")
+    params = DispatchParams((spec,), chunk_size, 0.05, 2, None, 16)
+    executor = _PoisonedWorkersExecutor(poison_seq=0)
+    dispatcher = Dispatcher(executor, params, RunStats(), _Events())  # type: ignore[arg-type]
+    for seq in range(8):
+        cand = Candidate({"x": [0.1 * seq, 0.2]})
+        dispatcher.add(seq, PendingItem(cand, audit=False, route="ground_truth", scores=[]))
+    settled = []
+    for _ in range(200):
+        dispatcher.submit()
+        settled += list(dispatcher.settle(dispatcher.collect(0.0)))
+        if not dispatcher.busy():
+            break
+    by_seq = {dict(item.candidate.payload)["x"][0]: (item, res) for item, res in settled}
+    assert len(settled) == 8 and not dispatcher.pending
+    poison, poison_result = by_seq[0.0]
+    assert poison_result.failure_kind == WORKER_LOST and "running alone" in poison_result.error
+    assert poison.worker_losses == MAX_WORKER_LOSSES
+    others = [res for x, (_, res) in by_seq.items() if x != 0.0]
+    assert all(res.verdict is not None and res.failure_kind == "" for res in others)
+    assert executor.alone_runs == 1, "the poison item ran alone once, and died alone"
+
+
 def test_other_chunk_errors_still_crash_and_count_attempts() -> None:
     spec = VerifierSpec("analytic_domain:AnalyticDomain", isolation="none")
     params = DispatchParams((spec,), None, 0.05, 2, None, 16)
@@ -416,8 +476,8 @@ def test_a_verifier_that_kills_its_dask_worker_fails_as_worker_lost_and_others_f
 ) -> None:
     """A real Dask cluster (LocalCluster; no Slurm needed): an item whose verifier takes its
     worker process down (``os._exit`` with isolation none) is lost with its worker every
-    time - Dask's KilledWorker - and ends as ``worker_lost`` after MAX_WORKER_LOSSES tries,
-    while the other items finish."""
+    time - Dask's KilledWorker - and ends as ``worker_lost`` after MAX_WORKER_LOSSES tries (the
+    last alone), while the other items - lost with it on the way - finish."""
     import dask
 
     from foundry.config import RunConfig

@@ -40,6 +40,11 @@ INLINE_CHUNK_SIZE = 32
 #: attempt, but a verifier that takes its worker down every time must not loop for ever.
 WORKER_LOST = "worker_lost"
 MAX_WORKER_LOSSES = 5
+#: A dying worker takes every task it holds with it, so a loss does not say which item killed
+#: it: an item lost this many times runs its next try alone (nothing else in flight), and only a
+#: loss while alone can end it as ``worker_lost`` - an innocent neighbour of a verifier that
+#: kills its worker is never failed for it.
+SUSPECT_AFTER_LOSSES = MAX_WORKER_LOSSES - 1
 #: Exceptions (by class name, anywhere in the MRO) that mean a chunk was lost with its worker
 #: or its connection, not that the verifier failed: Dask's KilledWorker (a task whose workers
 #: died ``distributed.scheduler.allowed-failures`` times), closed comms, cancelled futures.
@@ -202,6 +207,10 @@ class Dispatcher:
         self._tier_of = {spec: i for i, spec in enumerate(params.verifiers)}
         self._item_busy_s: list[float | None] = [None] * self.tiers
         self._next_tier = 0
+        #: items lost with their worker SUSPECT_AFTER_LOSSES times, waiting to run alone
+        self._suspects: list[tuple[int, Candidate]] = []
+        #: the suspect in flight alone, if any (nothing else is sent meanwhile)
+        self._alone: int | None = None
 
     @property
     def queue(self) -> list[tuple[int, Candidate]]:
@@ -214,7 +223,7 @@ class Dispatcher:
 
     def busy(self) -> bool:
         """Work in flight or waiting to be sent."""
-        return bool(self.executor.in_flight() or any(self.queues))
+        return bool(self.executor.in_flight() or any(self.queues) or self._suspects)
 
     def max_pending(self) -> int:
         """Backlog at which generation pauses: enough to keep every slot fed a few times."""
@@ -225,8 +234,18 @@ class Dispatcher:
     # -- sending ----------------------------------------------------------------------------
     def submit(self) -> None:
         """Fill free slots, taking the tiers' queues in turn (a ladder's lower tiers feed the
-        top tier; neither may starve the other)."""
+        top tier; neither may starve the other). A suspect (see SUSPECT_AFTER_LOSSES) waits
+        for the slots to drain and then runs alone."""
         while self.executor.in_flight() < self.executor.slots:
+            if self._alone is not None:
+                return
+            if self._suspects:
+                if self.executor.in_flight():
+                    return
+                key, candidate = self._suspects.pop(0)
+                self._alone = key
+                self._send(self.pending[key].tier, [(key, candidate)])
+                return
             tier = self._pick_tier()
             if tier is None:
                 return
@@ -235,11 +254,14 @@ class Dispatcher:
                 self.stats.chunk_size = size
             queue = self.queues[tier]
             items, self.queues[tier] = queue[:size], queue[size:]
-            if tier == self.tiers - 1:
-                self.stats.gt_calls += len(items)
-            fidelity = self.params.verifiers[tier].fidelity or "ground-truth"
-            self.stats.tier_calls[fidelity] = self.stats.tier_calls.get(fidelity, 0) + len(items)
-            self.executor.submit(self._make_job(tier, items))
+            self._send(tier, items)
+
+    def _send(self, tier: int, items: Sequence[tuple[int, Candidate]]) -> None:
+        if tier == self.tiers - 1:
+            self.stats.gt_calls += len(items)
+        fidelity = self.params.verifiers[tier].fidelity or "ground-truth"
+        self.stats.tier_calls[fidelity] = self.stats.tier_calls.get(fidelity, 0) + len(items)
+        self.executor.submit(self._make_job(tier, items))
 
     def _pick_tier(self) -> int | None:
         for step in range(self.tiers):
@@ -332,13 +354,22 @@ class Dispatcher:
         item = self.pending.get(result.key)
         if item is None:
             return None
+        alone = result.key == self._alone
+        if alone:
+            self._alone = None
         if result.failure_kind == WORKER_LOST:
-            # not the verifier's fault: no attempt counted, unless it keeps happening
+            # not the verifier's fault: no attempt counted, unless it keeps happening alone
             item.worker_losses += 1
-            if item.worker_losses < MAX_WORKER_LOSSES:
+            if item.worker_losses < SUSPECT_AFTER_LOSSES:
                 self.queues[item.tier].append((result.key, item.candidate))
                 return None
-            result.error = f"{result.error} (lost with its worker {item.worker_losses} times)"
+            if not alone:
+                self._suspects.append((result.key, item.candidate))
+                return None
+            result.error = (
+                f"{result.error} (lost with its worker {item.worker_losses} times, "
+                "the last time running alone)"
+            )
             del self.pending[result.key]
             return item
         item.attempts += 1
