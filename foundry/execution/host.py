@@ -27,6 +27,7 @@ from typing import Any
 
 from foundry.contract import Candidate, SetupError
 from foundry.execution import proctree
+from foundry.execution.cgroups import CHILD_OVERHEAD_PROCESSES, PidsCgroup
 from foundry.execution.child import BOOTSTRAP
 from foundry.execution.launchers import Launcher, Limits, launcher_for, module_paths
 from foundry.execution.outcomes import (
@@ -119,6 +120,10 @@ class ChildHost:
         self._to_child = -1
         self._root = ""
         self._log: Any = None
+        #: the child's pids cgroup, where one can be made (see foundry.execution.cgroups)
+        self._cgroup: PidsCgroup | None = None
+        #: per item key, forks its pids cgroup refused (a failed item is then a process limit)
+        self._forks_refused: dict[int, int] = {}
 
     # -- process management -----------------------------------------------------------------
     def _start(self) -> None:
@@ -143,6 +148,12 @@ class ChildHost:
             str(from_child_w),
         ]
         command = self.launcher.wrap(argv, workdir, Limits(gpus=self.resources.gpus))
+        if self.resources.max_processes:
+            self._cgroup = PidsCgroup.create(
+                self.resources.max_processes + CHILD_OVERHEAD_PROCESSES
+            )
+            if self._cgroup is not None:
+                command = self._cgroup.enter_prefix() + command
         try:
             self._proc = subprocess.Popen(
                 command,
@@ -229,6 +240,9 @@ class ChildHost:
         if self._root:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = ""
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
 
     def _log_tail(self, n_chars: int = 600) -> str:
         if self._log is None:
@@ -259,9 +273,13 @@ class ChildHost:
             return None
         baseline: list[float] = []
 
+        # a pids cgroup makes forks past the limit fail in the kernel: the verifier sees that
+        # (and answers), and the sampled count would only race it
+        count_processes = res.max_processes and self._cgroup is None
+
         def poll() -> None:
             tree = self._tree()
-            if res.max_processes and len(tree) - 1 > res.max_processes + _overhead(self):
+            if count_processes and len(tree) - 1 > res.max_processes + _overhead(self):
                 raise _Breach(f"process limit: {len(tree) - 1} processes > {res.max_processes}")
             if res.memory_mb:
                 rss = proctree.rss_mb(tree)
@@ -327,10 +345,16 @@ class ChildHost:
                 self._kill()
                 continue
             sent, pending = pending, []
+            refused = self._cgroup.refusals() if self._cgroup is not None else 0
             for position, (key, _) in enumerate(sent):
                 started = time.perf_counter()
                 frame, kind, error = self._await(timeout_s)
                 wall = time.perf_counter() - started
+                if self._cgroup is not None:
+                    now = self._cgroup.refusals()
+                    if now > refused:
+                        self._forks_refused[key] = now - refused
+                    refused = now
                 if frame is not None and frame.get("op") == "setup_error":
                     self._kill()
                     raise SetupError(str(frame.get("error", "setup error"))[:2000])
@@ -377,7 +401,15 @@ class ChildHost:
                 continue
             if verdict is None and not kind:
                 kind, error = PROTOCOL_ERROR, "result frame without verdict or failure"
+            refused = self._forks_refused.pop(key, 0)
+            if verdict is None and refused:
+                kind = RESOURCE_LIMIT
+                error = (
+                    f"process limit: {refused} fork(s) refused at {self.resources.max_processes} "
+                    f"processes (max_processes); {error}"
+                )[:2000]
             results.append(self._result(key, verdict, kind, error, wall))
+        self._forks_refused.clear()
         return results
 
     def check_many(

@@ -195,7 +195,9 @@ class BwrapLauncher(Launcher):
         for path in _minimal([*python_read_paths(), *self.read_paths]):
             if not any(path == s or path.startswith(s + "/") for s in system):
                 args += ["--ro-bind", path, path]
-        args += ["--bind", workdir, workdir, "--chdir", workdir, "--"]
+        # the sandbox's root is bwrap's own tmpfs, which holds the mount points; read-only,
+        # so that nothing written outside the work dir and /tmp survives into the next item
+        args += ["--bind", workdir, workdir, "--remount-ro", "/", "--chdir", workdir, "--"]
         return args + list(argv)
 
 
