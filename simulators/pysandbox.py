@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import subprocess
 import sys
@@ -140,9 +141,12 @@ class PythonSandbox:
                     os.close(fd)
         self._task_w = self._report_r = -1
         if self._judge is not None:
-            with contextlib.suppress(Exception):
+            try:  # its input closed, the judge stops its spawner and exits
+                self._judge.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 self._judge.kill()
-                self._judge.wait(timeout=5)
+                with contextlib.suppress(Exception):
+                    self._judge.wait(timeout=5)
             self._judge = None
 
     def run(
@@ -152,14 +156,20 @@ class PythonSandbox:
         tests: tuple[TestCase, ...],
         workdir: str | None = None,
         entry_point: str = "",
+        timeout_s: float | None = None,
     ) -> Report:
         """Load ``program`` in a fresh runner; in the judge run ``setup`` (test code defining
         helpers such as ``check``; may be empty), then each of ``tests`` in order. The
         program's functions are proxies in the judge, but for names of builtins (a program's
-        ``abs`` must not answer the tests' ``abs``) - except ``entry_point``."""
+        ``abs`` must not answer the tests' ``abs``) - except ``entry_point``. ``timeout_s``
+        lowers this check's wall and CPU limits (a task's own time limit)."""
         if not self.alive():
             self.start()
-        request = {"limits": asdict(self.limits), "workdir": workdir or os.getcwd()}
+        limits = self.limits
+        if timeout_s is not None and timeout_s < limits.timeout_s:
+            cpu_s = min(limits.cpu_time_s, timeout_s)
+            limits = dataclasses.replace(limits, timeout_s=timeout_s, cpu_time_s=cpu_s)
+        request = {"limits": asdict(limits), "workdir": workdir or os.getcwd()}
         task = {
             "program": program,
             "setup": setup,
@@ -169,7 +179,7 @@ class PythonSandbox:
         try:
             server.send(self._task_w, request)
             server.send(self._task_w, task)
-            fields = server.receive(self._report_r, time.monotonic() + self.limits.timeout_s + 10.0)
+            fields = server.receive(self._report_r, time.monotonic() + limits.timeout_s + 10.0)
             return Report(**fields)
         except server.UnsupportedValue as exc:
             return Report("error", f"the task is too large to send: {exc}", len(tests), 0)

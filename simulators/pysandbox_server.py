@@ -607,6 +607,13 @@ class Spawner:
             return None
         return self._exit
 
+    def close(self) -> None:
+        """Stop the spawner (it kills what is left) and wait for it, so that the CPU time of
+        every runner is accounted to this process's children."""
+        self.control.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
     def reset(self) -> None:
         """Kill every process in the runners' namespace (the runner, whatever it started)."""
         self.control.send(b'{"op": "reset"}')
@@ -677,6 +684,7 @@ def serve_spawns(control: socket.socket) -> None:
         fds = array.array("i")
         data, ancillary, _flags, _addr = control.recvmsg(1 << 16, socket.CMSG_LEN(2 * fds.itemsize))
         if not data:
+            _kill_all()
             return
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -729,6 +737,7 @@ def serve_checks(task_fd: int, report_fd: int) -> None:
             request = receive(task_fd, time.monotonic() + 365 * 86400.0)
             task = receive(task_fd, time.monotonic() + 60.0)
         except (EOFError, TimeoutError, ValueError):
+            spawner.close()
             return
         try:
             result = check_one(spawner, request, task)

@@ -40,6 +40,7 @@ FIELDS = {
     "family": str,
     "difficulty": int,
     "mutation": str,
+    "time_limit_s": float,
 }
 ALLOWED_IMPORTS = {
     "math",

@@ -6,7 +6,8 @@ or MBPP-style records (``tasks.py``). The rule layer (``rules.py``) parses, boun
 applies the import policy, in a guarded child. The ground truth (``ground_truth.py``) runs the
 tests against the program in the Python sandbox: the program in its own namespaces, the tests
 in a judge it cannot reach; the verdict is the judge's. The surrogate is a pass/fail classifier
-on token n-gram and AST features (``features.py``). Slices are the task-family groups
+that remembers each program's labels over a token n-gram and AST-feature classifier
+(``surrogate.py``). Slices are the task-family groups
 (arithmetic, strings, lists, dicts) and, for user records, their format.
 """
 
@@ -34,6 +35,7 @@ from .ground_truth import SandboxGroundTruth
 from .options import CodeOptions
 from .reservoir import reservoir_candidates
 from .rules import rule_problem
+from .surrogate import ProgramMemorySurrogate
 from .tasks import PAYLOAD_SCHEMA, identity_key, style_of
 
 __all__ = ["CodeDomain", "CodeOptions", "SandboxGroundTruth"]
@@ -113,12 +115,8 @@ class CodeDomain(Domain):
         return code_features(candidates)
 
     def surrogate(self) -> Surrogate:
-        from foundry.surrogates.vector import VectorEnsembleSurrogate
-
         opts: CodeOptions = self.options
-        return VectorEnsembleSurrogate(
-            code_features, (), has_pass_fail=True, n_members=opts.surrogate_members
-        )
+        return ProgramMemorySurrogate(n_members=opts.surrogate_members)
 
     # -- verification -------------------------------------------------------------------------
     def ground_truth(self, fidelity: str | None = None) -> GroundTruth:

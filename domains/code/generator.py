@@ -54,6 +54,14 @@ __all__ = [
     "select_inputs",
 ]
 
+#: The time limit of a generated task (wall seconds for loading the program and running its
+#: tests). Every reference solution runs in milliseconds; a mutant that loops for ever (a
+#: flipped loop condition) would otherwise hold a core for the domain's whole ``timeout_s``,
+#: and a few such mutants cost more than all the other checks together (measured: 5 of 600
+#: generated tasks timed out at 10 s and took 90 % of the sandbox's time). The slowest reference
+#: solution took 38 ms here: 0.25 s leaves a margin of 6x for a loaded node.
+TIME_LIMIT_S = 0.25
+
 STEERING_DEFAULTS: dict[str, float] = {
     "wrong_fraction": 0.5,
     "edge_case_share": 0.3,
@@ -603,6 +611,7 @@ class CodeGenerator:
             "family": family.name,
             "difficulty": int(family.difficulty),
             "mutation": mutation,
+            "time_limit_s": TIME_LIMIT_S,
         }
 
 

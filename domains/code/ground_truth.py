@@ -62,7 +62,12 @@ class SandboxGroundTruth(GroundTruth):
     def execute(self, job: CodeTask, workdir: str) -> Report:
         if self._sandbox is None:
             self._sandbox = PythonSandbox(self.limits)
-        return self._sandbox.run(job.program, job.setup, job.tests, workdir, job.entry_point)
+        timeout_s = self.limits.timeout_s
+        if job.time_limit_s is not None:
+            timeout_s = min(timeout_s, job.time_limit_s)
+        return self._sandbox.run(
+            job.program, job.setup, job.tests, workdir, job.entry_point, timeout_s=timeout_s
+        )
 
     def parse(self, raw: Report, candidate: Candidate) -> Verdict:
         if raw.status == "error":

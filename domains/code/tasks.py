@@ -45,6 +45,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
         "code": _TEXT,
         "test_list": {"type": "array", "items": _TEXT},
         "test_setup_code": _TEXT,
+        "time_limit_s": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 _HUMANEVAL_FIELDS = ("prompt", "entry_point", "test")
@@ -62,6 +63,9 @@ class CodeTask:
     setup: str
     tests: tuple[TestCase, ...]
     entry_point: str
+    #: the record's own time limit (``time_limit_s``), if it names one: the check gets the
+    #: smaller of it and the domain's ``timeout_s``
+    time_limit_s: float | None = None
 
 
 def style_of(payload: Mapping[str, Any]) -> Style | None:
@@ -85,7 +89,8 @@ def task_of(payload: Mapping[str, Any]) -> CodeTask:
         if not isinstance(entry, str) or not entry.isidentifier():
             raise ValueError(f"entry_point {entry!r} is not a Python name")
         check = TestCase("check", f"check({entry})")
-        return CodeTask(style, payload["prompt"] + solution, payload["test"], (check,), entry)
+        program = payload["prompt"] + solution
+        return CodeTask(style, program, payload["test"], (check,), entry, _time_limit(payload))
     if style == "mbpp":
         asserts = payload["test_list"]
         if not asserts or not all(isinstance(a, str) for a in asserts):
@@ -107,6 +112,15 @@ def task_of(payload: Mapping[str, Any]) -> CodeTask:
         "not a HumanEval-style (prompt, entry_point, test, completion) or MBPP-style "
         "(code, test_list) record"
     )
+
+
+def _time_limit(payload: Mapping[str, Any]) -> float | None:
+    value = payload.get("time_limit_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
+        raise ValueError(f"time_limit_s must be a number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _called_name(code: str, asserts: list[str]) -> str:
@@ -142,4 +156,5 @@ def identity_key(payload: Mapping[str, Any]) -> dict[str, Any] | None:
         "program": task.program,
         "setup": task.setup,
         "tests": [t.source for t in task.tests],
+        "time_limit_s": task.time_limit_s,
     }
