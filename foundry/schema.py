@@ -58,6 +58,7 @@ class PayloadValidator:
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
+        self.wants_object = schema.get("type") == "object"
         self.compiled = not (POST_DRAFT7_KEYWORDS & set(_keywords(schema)))
         self._fast: Callable[[Any], Any] | None = None
         self._slow: jsonschema.protocols.Validator | None = None
@@ -70,6 +71,8 @@ class PayloadValidator:
             self._slow = jsonschema.Draft202012Validator(schema)
 
     def __call__(self, payload: Any) -> str | None:
+        if self.wants_object and not isinstance(payload, Mapping):
+            return "payload is not an object"
         if self._fast is not None:
             try:
                 self._fast(payload)

@@ -157,19 +157,26 @@ class PythonSandbox:
         workdir: str | None = None,
         entry_point: str = "",
         timeout_s: float | None = None,
+        isolate_tests: bool = True,
     ) -> Report:
         """Load ``program`` in a fresh runner; in the judge run ``setup`` (test code defining
         helpers such as ``check``; may be empty), then each of ``tests`` in order. The
         program's functions are proxies in the judge, but for names of builtins (a program's
         ``abs`` must not answer the tests' ``abs``) - except ``entry_point``. ``timeout_s``
-        lowers this check's wall and CPU limits (a task's own time limit)."""
+        lowers this check's wall and CPU limits (a task's own time limit). ``isolate_tests``
+        (the default) runs the tests in a fork of the judge, so that test code from one
+        record cannot change the judge for the next; trusted tests may skip it."""
         if not self.alive():
             self.start()
         limits = self.limits
         if timeout_s is not None and timeout_s < limits.timeout_s:
             cpu_s = min(limits.cpu_time_s, timeout_s)
             limits = dataclasses.replace(limits, timeout_s=timeout_s, cpu_time_s=cpu_s)
-        request = {"limits": asdict(limits), "workdir": workdir or os.getcwd()}
+        request = {
+            "limits": asdict(limits),
+            "workdir": workdir or os.getcwd(),
+            "isolate_tests": isolate_tests,
+        }
         task = {
             "program": program,
             "setup": setup,

@@ -468,3 +468,17 @@ def test_the_environment_of_a_program_is_clean(host, monkeypatch):
     verdict = verdict_of(host, record(program, test))
     assert verdict.passed, verdict.reason
     assert os.environ.get("HOME")  # the host's is untouched
+
+
+def test_a_records_test_code_cannot_poison_the_next_check(host):
+    """User records bring their own tests, which run in the judge: each check's tests run in
+    a fork of it, so a test that patches a builtin changes nothing for the next record."""
+    poisoner = record(
+        "def f(x):\n    return x\n",
+        "import builtins\nbuiltins.abs = lambda x: 0\nassert candidate(1) == 1\n",
+    )
+    victim = record("def f(x):\n    return 5\n", "assert abs(candidate(1) - 2) < 1e-9\n")
+    poisoner.source = victim.source = "injected"  # a user's file: its tests are its own
+    warm, first, second = verify(host, benign(), poisoner, victim)  # one warm judge for both
+    assert warm.verdict.passed and first.verdict.passed, first.verdict.reason
+    assert not second.verdict.passed, "the first record's test patched the judge for the next"

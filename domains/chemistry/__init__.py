@@ -102,8 +102,6 @@ class ChemistryDomain(Domain):
     # -- rules and identity -----------------------------------------------------------------
     def check(self, candidate: Candidate) -> str | None:
         payload = candidate.payload
-        if not isinstance(payload, dict):
-            return "payload is not an object"
         problem = _VALIDATOR(payload)
         if problem is not None:
             return problem

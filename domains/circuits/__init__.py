@@ -57,8 +57,6 @@ class CircuitsDomain(Domain):
 
     def check(self, candidate: Candidate) -> str | None:
         payload = candidate.payload
-        if not isinstance(payload, dict):
-            return "payload is not an object"
         problem = _VALIDATOR(payload)
         if problem is not None:
             return problem

@@ -90,8 +90,6 @@ class CodeDomain(Domain):
     # -- rules and identity -----------------------------------------------------------------
     def check(self, candidate: Candidate) -> str | None:
         payload = candidate.payload
-        if not isinstance(payload, dict):
-            return "payload is not an object"
         problem = _VALIDATOR(payload)
         if problem is not None:
             return problem

@@ -11,6 +11,7 @@ The verdict is the judge's report: ``pass``, or ``fail`` / ``timeout`` / ``crash
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from typing import Any
 
@@ -24,6 +25,8 @@ from .tasks import CodeTask, task_of
 
 __all__ = ["SandboxGroundTruth"]
 
+#: candidate sources whose tests the judge may run unforked (see ``SandboxGroundTruth.prepare``)
+TRUSTED_SOURCES = ("synthetic", "real")
 #: processes of the judge, its spawner and their helpers, above the program's own
 _HARNESS_PROCESSES = 8
 
@@ -55,9 +58,12 @@ class SandboxGroundTruth(GroundTruth):
 
     def prepare(self, candidate: Candidate) -> CodeTask:
         try:
-            return task_of(candidate.payload)
+            task = task_of(candidate.payload)
         except ValueError as exc:
             raise SimulationFailed(f"not a code task: {exc}") from None
+        # generated tasks' tests come from the domain's reference solutions, the reservoir's
+        # from HumanEval; a user's records (source "injected") bring tests of their own
+        return dataclasses.replace(task, trusted_tests=candidate.source in TRUSTED_SOURCES)
 
     def execute(self, job: CodeTask, workdir: str) -> Report:
         if self._sandbox is None:
@@ -66,7 +72,13 @@ class SandboxGroundTruth(GroundTruth):
         if job.time_limit_s is not None:
             timeout_s = min(timeout_s, job.time_limit_s)
         return self._sandbox.run(
-            job.program, job.setup, job.tests, workdir, job.entry_point, timeout_s=timeout_s
+            job.program,
+            job.setup,
+            job.tests,
+            workdir,
+            job.entry_point,
+            timeout_s=timeout_s,
+            isolate_tests=not job.trusted_tests,
         )
 
     def parse(self, raw: Report, candidate: Candidate) -> Verdict:

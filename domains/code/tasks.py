@@ -66,6 +66,9 @@ class CodeTask:
     #: the record's own time limit (``time_limit_s``), if it names one: the check gets the
     #: smaller of it and the domain's ``timeout_s``
     time_limit_s: float | None = None
+    #: whether the tests may run in the judge's warm interpreter (they are the domain's own:
+    #: generated from reference solutions, or the reservoir's); a user's run in a fork
+    trusted_tests: bool = False
 
 
 def style_of(payload: Mapping[str, Any]) -> Style | None:
