@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from foundry.simulators.pysandbox import SandboxLimits
@@ -69,11 +70,6 @@ class CodeOptions:
         self.sandbox_limits()  # the limits' own checks, at config time
 
     def sandbox_limits(self) -> SandboxLimits:
-        return SandboxLimits(
-            timeout_s=self.timeout_s,
-            cpu_time_s=self.cpu_time_s,
-            memory_mb=self.memory_mb,
-            max_processes=self.max_processes,
-            output_kb=self.output_kb,
-            tmpfs_kb=self.tmpfs_kb,
-        )
+        """The sandbox's limits: the options of the same names."""
+        names = [f.name for f in dataclasses.fields(SandboxLimits)]
+        return SandboxLimits(**{name: getattr(self, name) for name in names})
