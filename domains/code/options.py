@@ -37,6 +37,9 @@ DEFAULT_DENIED_IMPORTS: tuple[str, ...] = (
 )
 
 
+_LIMITS = SandboxLimits()
+
+
 @dataclass(frozen=True)
 class CodeOptions:
     """``imports``: ``"stdlib"`` (standard-library modules only, minus ``denied_imports``),
@@ -50,12 +53,13 @@ class CodeOptions:
 
     imports: str = "stdlib"
     denied_imports: tuple[str, ...] = DEFAULT_DENIED_IMPORTS
-    timeout_s: float = 10.0
-    cpu_time_s: float = 10.0
-    memory_mb: int = 512
-    max_processes: int = 32
-    output_kb: int = 1024
-    tmpfs_kb: int = 16 * 1024
+    # the sandbox's limits, defaulting to the sandbox's own defaults
+    timeout_s: float = _LIMITS.timeout_s
+    cpu_time_s: float = _LIMITS.cpu_time_s
+    memory_mb: int = _LIMITS.memory_mb
+    max_processes: int = _LIMITS.max_processes
+    output_kb: int = _LIMITS.output_kb
+    tmpfs_kb: int = _LIMITS.tmpfs_kb
     max_program_chars: int = 100_000
     max_test_chars: int = 200_000
     max_tests: int = 1000

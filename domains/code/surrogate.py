@@ -24,6 +24,7 @@ wrong, which a program's own record does well (measured in ``benchmarks/code_sur
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -70,6 +71,13 @@ def program_key(candidate: Candidate) -> str:
         program = task_of(candidate.payload).program
     except (ValueError, KeyError, TypeError):
         return ""
+    return _key_of_program(program)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_of_program(program: str) -> str:
+    """Memoised by text: programs repeat (that is what the memory is for), and every fit and
+    every prediction asks again; a parse costs more than the rest of a look-up."""
     try:
         text = ast.dump(ast.parse(program))
     except (SyntaxError, ValueError, RecursionError, MemoryError):

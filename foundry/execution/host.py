@@ -65,6 +65,11 @@ class _StartTimeout(Exception):
     pass
 
 
+#: one item's answer from the child: key, frame (None when it failed), failure kind, error,
+#: wall seconds, forks its pids cgroup refused while it ran
+_Answer = tuple[int, dict[str, Any] | None, str, str, float, int]
+
+
 def child_import_paths() -> list[str]:
     """The parent's import path, absolute, with the current directory moved to the end.
 
@@ -122,8 +127,6 @@ class ChildHost:
         self._log: Any = None
         #: the child's pids cgroup, where one can be made (see foundry.execution.cgroups)
         self._cgroup: PidsCgroup | None = None
-        #: per item key, forks its pids cgroup refused (a failed item is then a process limit)
-        self._forks_refused: dict[int, int] = {}
 
     # -- process management -----------------------------------------------------------------
     def _start(self) -> None:
@@ -326,9 +329,10 @@ class ChildHost:
 
     def _run(
         self, op: str, items: Sequence[tuple[int, Candidate]], timeout_s: float
-    ) -> list[tuple[int, dict[str, Any] | None, str, str, float]]:
-        """Send ``items`` for ``op``; (key, frame, kind, error, wall) for each, in order."""
-        out: list[tuple[int, dict[str, Any] | None, str, str, float]] = []
+    ) -> list[_Answer]:
+        """Send ``items`` for ``op``; (key, frame, kind, error, wall, forks refused) for each,
+        in order (forks refused: by the child's pids cgroup while the item ran)."""
+        out: list[_Answer] = []
         pending = list(items)
         while pending:
             if not self._alive():
@@ -336,7 +340,7 @@ class ChildHost:
                 try:
                     self._start()
                 except _StartTimeout as exc:
-                    out.extend((key, None, CRASH, str(exc), 0.0) for key, _ in pending)
+                    out.extend((key, None, CRASH, str(exc), 0.0, 0) for key, _ in pending)
                     return out
             try:
                 wire = [[key, candidate_to_wire(c)] for key, c in pending]
@@ -350,11 +354,10 @@ class ChildHost:
                 started = time.perf_counter()
                 frame, kind, error = self._await(timeout_s)
                 wall = time.perf_counter() - started
+                forks_refused = 0
                 if self._cgroup is not None:
                     now = self._cgroup.refusals()
-                    if now > refused:
-                        self._forks_refused[key] = now - refused
-                    refused = now
+                    forks_refused, refused = now - refused, now
                 if frame is not None and frame.get("op") == "setup_error":
                     self._kill()
                     raise SetupError(str(frame.get("error", "setup error"))[:2000])
@@ -362,10 +365,10 @@ class ChildHost:
                     frame, kind, error = None, PROTOCOL_ERROR, "verifier protocol out of step"
                 if frame is None:
                     self._kill()
-                    out.append((key, None, kind, error, wall))
+                    out.append((key, None, kind, error, wall, forks_refused))
                     pending = list(sent[position + 1 :])
                     break
-                out.append((key, frame, "", "", wall))
+                out.append((key, frame, "", "", wall, forks_refused))
                 if frame.get("recycle"):
                     self._retire()
                     pending = list(sent[position + 1 :])
@@ -382,7 +385,8 @@ class ChildHost:
     def verify_many(self, items: Sequence[tuple[int, Candidate]]) -> list[GTResult]:
         """Verify ``items`` in order, each within the verifier's ``timeout_s``."""
         results = []
-        for key, frame, kind, error, wall in self._run("verify", items, self.resources.timeout_s):
+        answers = self._run("verify", items, self.resources.timeout_s)
+        for key, frame, kind, error, wall, refused in answers:
             if frame is None:
                 results.append(self._result(key, None, kind, error, wall))
                 continue
@@ -401,7 +405,6 @@ class ChildHost:
                 continue
             if verdict is None and not kind:
                 kind, error = PROTOCOL_ERROR, "result frame without verdict or failure"
-            refused = self._forks_refused.pop(key, 0)
             if verdict is None and refused:
                 kind = RESOURCE_LIMIT
                 error = (
@@ -409,7 +412,6 @@ class ChildHost:
                     f"processes (max_processes); {error}"
                 )[:2000]
             results.append(self._result(key, verdict, kind, error, wall))
-        self._forks_refused.clear()
         return results
 
     def check_many(
@@ -418,7 +420,7 @@ class ChildHost:
         """The domain's rule check on ``items``, each within ``timeout_s``: a hang, a crash or
         a garbled answer is itself the reason the candidate is invalid."""
         out = []
-        for key, frame, kind, error, _ in self._run("check", items, timeout_s):
+        for key, frame, kind, error, _, _ in self._run("check", items, timeout_s):
             if frame is None:
                 what = "timed out" if kind == TIMEOUT else "failed"
                 out.append(CheckResult(key, f"rule check {what}: {error}"))
