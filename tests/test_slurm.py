@@ -675,7 +675,7 @@ def test_a_scancelled_worker_job_loses_no_item(
     lost = _events(run_dir, WORKER_LOST)
     if allowed_failures == 0:
         assert lost and all("KilledWorker" in m for m in lost), lost
-    assert _job_info(killed[0])["JobState"] == "CANCELLED"
+    assert _wait_for_job(killed[0], timeout_s=60)["JobState"] == "CANCELLED"
 
 
 @pytest.mark.slurm
@@ -694,7 +694,7 @@ def test_workers_retire_before_their_walltime_and_are_replaced(slurm: None, tmp_
     assert len(jobs) >= 3, f"workers were not replaced: {jobs}"
     assert not _events(run_dir, WORKER_LOST), "a retiring worker hands its tasks back"
     for job in jobs:
-        info = _job_info(str(job))
+        info = _wait_for_job(str(job), timeout_s=60)  # the last may still be COMPLETING
         assert info["JobName"] == WORKER_JOB_NAME
         assert info["JobState"] in {"COMPLETED", "CANCELLED"}, info["JobState"]
 
