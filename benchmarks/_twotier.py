@@ -9,6 +9,7 @@ ground-truth check of one payload, tool name, target ratio) and calls :func:`run
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ import re
 import resource
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +30,29 @@ from scipy import stats as sps
 
 from foundry.calibration import accept_error
 from foundry.config import load_config
-from foundry.contract import PropertySpec, Verdict
+from foundry.contract import Candidate, GroundTruth, PropertySpec, SimulationFailed, Verdict
 from foundry.loop import RunStats, Scheduler
+
+#: one warm ground truth per domain and process (the fresh check's pool reuses them)
+_GROUND_TRUTHS: dict[str, GroundTruth] = {}
+
+
+def top_tier_verdict(domain_class: str, payload: dict[str, Any]) -> Verdict | None:
+    """The default ground truth's verdict on one payload, ``None`` when the tool failed.
+
+    ``domain_class`` is ``module:Class``; bind it with ``functools.partial`` to get a
+    :attr:`BenchDomain.verify` that crosses to a process pool."""
+    gt = _GROUND_TRUTHS.get(domain_class)
+    if gt is None:
+        module, _, name = domain_class.partition(":")
+        gt = _GROUND_TRUTHS[domain_class] = getattr(
+            importlib.import_module(module), name
+        )().ground_truth()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return gt.verify(Candidate(payload=payload), tmp)
+    except SimulationFailed:
+        return None
 
 
 @dataclass(frozen=True)

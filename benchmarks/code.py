@@ -38,12 +38,21 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from foundry.contract import Candidate, SimulationFailed, Verdict
+from foundry.contract import Candidate
 
-from ._twotier import BenchDomain, draw, fresh_check, machine_busy_s, print_report, run_case
+from ._twotier import (
+    BenchDomain,
+    draw,
+    fresh_check,
+    machine_busy_s,
+    print_report,
+    run_case,
+    top_tier_verdict,
+)
 
 #: sandboxed checks per second against the unisolated harness (issue: >= 2x)
 CHECKS_TARGET_RATIO = 2.0
@@ -149,28 +158,13 @@ def _checks_table(args: argparse.Namespace) -> None:
 
 # -- part 2: the two-tier loop ------------------------------------------------------------------
 
-_GT: Any = None
-
-
-def _verify(payload: dict[str, Any]) -> Verdict | None:
-    global _GT
-    if _GT is None:
-        from foundry.domains.code import CodeDomain
-
-        _GT = CodeDomain().ground_truth()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return _GT.verify(Candidate(payload=payload), tmp)
-    except SimulationFailed:
-        return None
-
 
 def _bench(target: float) -> BenchDomain:
     from foundry.domains.code import CodeDomain
 
     return BenchDomain(
         name="code",
-        verify=_verify,
+        verify=partial(top_tier_verdict, "foundry.domains.code:CodeDomain"),
         properties=(),
         tool="the sandbox",
         target_ratio=target,

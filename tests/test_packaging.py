@@ -57,7 +57,7 @@ PIP_TO_CONDA = {
 # Extras whose requirements are not on conda-forge: environment.yml installs them with pip.
 EXTRAS_IN_PIP_SECTION = ("code",)
 # What pip cannot express but an extra needs: conda-forge packages that must come with it.
-CONDA_ONLY_FOR_EXTRA = {"circuits": ("ngspice", "ngspice-lib")}
+CONDA_ONLY_FOR_EXTRA = {"circuits": ("ngspice", "ngspice-lib"), "math": ("coq",)}
 
 # Folder in the repo -> import package it must install as (pyproject [tool.setuptools.package-dir]).
 MAPPED_FOLDERS = {
