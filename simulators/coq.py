@@ -206,7 +206,7 @@ class _CoqProcess:
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
         # its stderr goes to a file, read only to say why it died (never for a verdict)
-        self._stderr = tempfile.TemporaryFile(dir=cwd)
+        self._stderr = tempfile.TemporaryFile(dir=cwd)  # noqa: SIM115 - lives with the process
         try:
             self.proc = subprocess.Popen(
                 argv,
