@@ -500,3 +500,38 @@ def _version_table(console: Any, r: RunResult) -> None:
 
 def _or_default(value: float | None) -> str:
     return "default" if value is None else f"{value:g}"
+
+
+def compare_loops(
+    bench: BenchDomain, args: argparse.Namespace, baseline: str, wall0: float
+) -> None:
+    """A domain benchmark's two-tier part: ``baseline`` (ground truth on every candidate,
+    ``args.baseline_n``) then ``certified`` (``args.n``, the surrogate under certificates), a
+    fresh ground-truth re-check of ``args.fresh_per_slice`` released examples a slice, the
+    report. ``args`` carries alpha, delta, audit_rate, min_train_labels, retrain_every,
+    challenger_audits, keep (a directory for the runs, else a temporary one)."""
+    common = dict(alpha=args.alpha, delta=args.delta)
+    surrogate_cfg = dict(
+        common,
+        audit_rate=args.audit_rate,
+        min_train_labels=args.min_train_labels,
+        retrain_every=args.retrain_every,
+        challenger_audits=args.challenger_audits,
+    )
+    with tempfile.TemporaryDirectory(prefix=f"foundry-bench-{bench.name}-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = [
+            run_case(bench, baseline, workdir, args.baseline_n, seed=1, surrogate=False, **common)
+        ]
+        results.append(run_case(bench, "certified", workdir, args.n, seed=2, **surrogate_cfg))
+        samples = {r.label: (r, draw(r, args.fresh_per_slice, 0, 99)) for r in results[1:]}
+        print(f"[bench] re-checking {sum(len(s) for _, s in samples.values()):,} released "
+              "examples ...", file=sys.stderr, flush=True)  # fmt: skip
+        fresh_check(bench, samples)
+    print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}, alpha {args.alpha}, delta "
+          f"{args.delta}, audit rate {args.audit_rate}, "
+          f"min train labels {args.min_train_labels:,}, "
+          f"retrain every {args.retrain_every:,}, fresh {args.fresh_per_slice} a slice, total wall "
+          f"{time.perf_counter() - wall0:,.0f} s")  # fmt: skip
+    print_report(bench, results, args)

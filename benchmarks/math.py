@@ -52,11 +52,8 @@ from foundry.contract import Candidate
 
 from ._twotier import (
     BenchDomain,
-    draw,
-    fresh_check,
+    compare_loops,
     machine_busy_s,
-    print_report,
-    run_case,
     top_tier_verdict,
 )
 
@@ -243,34 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         _checks_table(args)
     if args.skip_loop:
         return 0
-    bench = _bench(args.target)
-    common = dict(alpha=args.alpha, delta=args.delta)
-    surrogate_cfg = dict(
-        common,
-        audit_rate=args.audit_rate,
-        min_train_labels=args.min_train_labels,
-        retrain_every=args.retrain_every,
-        challenger_audits=args.challenger_audits,
-    )
-    with tempfile.TemporaryDirectory(prefix="foundry-bench-math-") as tmp:
-        workdir = args.keep or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        results = [
-            run_case(
-                bench, "checker only", workdir, args.baseline_n, seed=1, surrogate=False, **common
-            )
-        ]
-        results.append(run_case(bench, "certified", workdir, args.n, seed=2, **surrogate_cfg))
-        samples = {r.label: (r, draw(r, args.fresh_per_slice, 0, 99)) for r in results[1:]}
-        print(f"[bench] re-checking {sum(len(s) for _, s in samples.values()):,} released "
-              "examples ...", file=sys.stderr, flush=True)  # fmt: skip
-        fresh_check(bench, samples)
-    print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}, alpha {args.alpha}, delta "
-          f"{args.delta}, audit rate {args.audit_rate}, "
-          f"min train labels {args.min_train_labels:,}, retrain every {args.retrain_every:,}, "
-          f"fresh {args.fresh_per_slice} a slice, total wall "
-          f"{time.perf_counter() - wall0:,.0f} s")  # fmt: skip
-    print_report(bench, results, args)
+    compare_loops(_bench(args.target), args, "checker only", wall0)
     return 0
 
 
