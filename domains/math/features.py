@@ -19,15 +19,17 @@ Hashing uses blake2b (stable across processes, unlike ``hash``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import json
 import math
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from foundry.contract import Candidate
+from foundry.contract import Candidate, canonical_json
 
 from .families import render_statement
 from .ir import counterexample
@@ -122,23 +124,24 @@ def math_features(candidates: Sequence[Candidate]) -> np.ndarray:
         except ValueError:
             continue  # the rule layer refuses it; features stay zero
         out[i, :-3] = _features(job.backend, job.statement, job.proof)
-        out[i, -3:] = _search_features(cand.payload, job.backend, job.statement)
+        data = cand.payload.get("ir")
+        if data is not None:
+            out[i, -3:] = _search_features(canonical_json({"ir": data}), job.backend, job.statement)
     return out
 
 
-def _search_features(payload: dict, backend: str, statement: str) -> list[float]:
-    """[has a usable ir, counterexample found, no counterexample found]."""
-    data = payload.get("ir")
-    if data is None:
-        return [0.0, 0.0, 0.0]
+@functools.lru_cache(maxsize=65536)
+def _search_features(ir_json: str, backend: str, statement: str) -> tuple[float, float, float]:
+    """(has a usable ir, counterexample found, no counterexample found). Memoised by text:
+    every refit featurizes all labels again, and the search is most of a row's cost."""
     try:
-        theorem = theorem_from_json(data)
+        theorem = theorem_from_json(json.loads(ir_json)["ir"])
         if render_statement(theorem, backend) != statement:
-            return [0.0, 0.0, 0.0]  # an ir that is not this statement says nothing about it
+            return (0.0, 0.0, 0.0)  # an ir that is not this statement says nothing about it
         found = counterexample(theorem, limit=SEARCH_LIMIT, samples=SEARCH_SAMPLES) is not None
-    except (ValueError, TypeError, ArithmeticError, RecursionError):
-        return [0.0, 0.0, 0.0]
-    return [1.0, float(found), float(not found)]
+    except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError):
+        return (0.0, 0.0, 0.0)
+    return (1.0, float(found), float(not found))
 
 
 def _features(backend: str, statement: str, proof: str) -> np.ndarray:
