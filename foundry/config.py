@@ -47,6 +47,81 @@ class ResourceOverrides(BaseModel):
     recycle_above_mb: int | None = Field(None, ge=1, description="replace a child this large")
 
 
+class GenerationSettings(BaseModel):
+    """``[generations]``: the closed loop. Generation 0 comes from the domain's generator;
+    generation g+1 is proposed (``Domain.propose``) from verified examples of earlier ones,
+    mixed with the domain's real reservoir. Monitors watch each generation against the
+    reservoir and, with ``prevention`` on, act through the loop's knobs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    size: int | None = Field(
+        None, ge=1, description="candidates per generation; None: no generations (the default)"
+    )
+    count: int | None = Field(
+        None, ge=1, description="generations to make; None: until the budget ends the run"
+    )
+    parents: int = Field(64, ge=1, description="parents a generation is proposed from")
+    parent_selection: Literal["uniform", "confident"] = Field(
+        "uniform",
+        description="confident: the accepted examples the surrogate was surest of (the "
+        "selection pressure that narrows a loop); uniform: any verified example",
+    )
+    pool: Literal["accumulate", "latest"] = Field(
+        "accumulate",
+        description="accumulate: parents from every earlier generation; latest: only the last",
+    )
+    real_fraction: float = Field(
+        0.2, ge=0, le=1, description="share of each generation's parents from the reservoir"
+    )
+    max_synthetic_to_real: float | None = Field(
+        8.0,
+        gt=0,
+        description="per slice, synthetic parents per real one at most (real ones of that "
+        "slice fill the rest); None: unbounded",
+    )
+    novelty_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of parents chosen for their distance from those already chosen "
+        "(diversity injection)",
+    )
+    prevention: bool = Field(True, description="monitors act on the loop (False: they only log)")
+    vendi_alarm: float = Field(
+        0.75,
+        gt=0,
+        lt=1,
+        description="act when a generation's Vendi score falls below this share of the "
+        "reference (the reservoir's)",
+    )
+    vendi_reset: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="below this share, the next generation is proposed from the reservoir only",
+    )
+    mmd_alarm: float | None = Field(
+        None, gt=0, description="act when the squared MMD to the reservoir exceeds this"
+    )
+    max_mutation_scale: float = Field(8.0, ge=1, description="cap of the raised mutation step")
+    max_real_fraction: float = Field(0.6, gt=0, le=1, description="cap of raised real mixing")
+    acceptance_band: tuple[float, float] | None = Field(
+        None,
+        description="curriculum: keep each generation's acceptance rate in [low, high] by "
+        "turning the domain's difficulty knob one step a generation",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationSettings:
+        if self.vendi_reset >= self.vendi_alarm:
+            raise ValueError("vendi_reset must be below vendi_alarm")
+        band = self.acceptance_band
+        if band is not None and not 0 <= band[0] < band[1] <= 1:
+            raise ValueError("acceptance_band must be [low, high] with 0 <= low < high <= 1")
+        return self
+
+
 class RunConfig(BaseModel):
     """Everything that determines a run."""
 
@@ -199,6 +274,7 @@ class RunConfig(BaseModel):
         "the run is reported as failed (exit status 3)",
     )
 
+    generations: GenerationSettings = Field(default_factory=GenerationSettings)
     budget: Budget = Field(default_factory=Budget)
     progress: bool = True
 

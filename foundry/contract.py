@@ -112,6 +112,19 @@ class PropertySpec:
         return np.abs(predicted - true) <= self.tolerance(true)
 
 
+@dataclass(frozen=True)
+class Knob:
+    """A steering knob a controller may turn: its name, range and one step."""
+
+    name: str
+    low: float
+    high: float
+    step: float
+
+    def turned(self, value: float, steps: int) -> float:
+        return float(min(max(value + steps * self.step, self.low), self.high))
+
+
 @dataclass
 class Candidate:
     """One proposed example. ``payload`` is plain JSON data validated by the domain's schema."""
@@ -299,6 +312,9 @@ class Domain(abc.ABC):
     #: True when ``check`` parses hostile input (programs, proofs): it then runs in a guarded
     #: child process under a time limit, and a hang or crash makes the candidate invalid.
     untrusted_check: ClassVar[bool] = False
+    #: The steering knob that makes candidates harder (a higher value: harder), which a
+    #: curriculum turns to keep the acceptance rate in a band; ``None``: no such knob.
+    difficulty_knob: ClassVar[Knob | None] = None
 
     def __init__(self, options: Any = None) -> None:
         if self.Options is None:
@@ -334,6 +350,26 @@ class Domain(abc.ABC):
         """Real, published examples (``source='real'``) for mixing and monitoring."""
         return []
 
+    def propose(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        steering: Mapping[str, float],
+        parents: Sequence[Candidate],
+        mutation_scale: float = 1.0,
+    ) -> list[Candidate]:
+        """``n`` candidates made from verified ``parents`` (mutation, crossover): the next
+        generation of a closed loop. Each sets ``parent_ids`` to the ids of the parents it
+        came from. ``mutation_scale`` multiplies the domain's own nominal step (1.0); the
+        monitors raise it when a loop narrows. Must be deterministic given ``rng``. A
+        domain that does not override it cannot run generations."""
+        raise NotImplementedError(f"domain {self.name!r} cannot propose from parents")
+
+    @classmethod
+    def proposes(cls) -> bool:
+        """Whether the domain makes candidates from parents (can run generations)."""
+        return cls.propose is not Domain.propose
+
     def identity(self, payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """What makes two payloads the same example when their JSON differs (a molecule's
         canonical SMILES, not how it was spelt): content ids, and so duplicates, are taken
@@ -361,4 +397,6 @@ class Domain(abc.ABC):
             "steering_defaults": dict(cls.steering_defaults),
             "untrusted_check": cls.untrusted_check,
             "slices": list(cls.slices) if cls.slices is not None else None,
+            "proposes": cls.proposes(),
+            "difficulty_knob": cls.difficulty_knob.name if cls.difficulty_knob else None,
         }

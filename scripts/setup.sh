@@ -67,6 +67,8 @@ fi
 has_extra math && need_pkgs+=(coq)
 # gcc: links the tests' Lean binary (scripts/lean-stub.sh)
 { has_extra math && has_extra dev; } && need_pkgs+=(gcc)
+# chromium + chromium-driver: the tests open `foundry report`'s HTML in a real headless browser
+has_extra dev && need_pkgs+=(chromium chromium-driver)
 # Debian's own python3 ships venv without ensurepip until python3-venv is installed.
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
 

@@ -24,6 +24,7 @@ from foundry.contract import (
     Candidate,
     Domain,
     GroundTruth,
+    Knob,
     Predictions,
     PropertySpec,
     SimulationFailed,
@@ -439,3 +440,30 @@ def released_wrong(run_dir) -> np.ndarray:
     x = np.array([json.loads(p)["x"] for p, _ in rows])
     y_hat = np.array([json.loads(q)["y"] for _, q in rows])
     return is_wrong(x, y_hat)
+
+
+class EvolvingAnalyticDomain(SlicedAnalyticDomain):
+    """The sliced analytic domain with a ``propose``: a child is its parent's x moved by
+    ``N(0, 0.05 * mutation_scale)`` per coordinate (kept inside +-``spread``, at most 0.99),
+    and a difficulty knob: ``spread`` (wider draws reach the corners the surrogate gets
+    wrong)."""
+
+    name = "analytic_evolving"
+    difficulty_knob: ClassVar[Knob | None] = Knob("spread", 0.2, 1.0, 0.2)
+
+    def propose(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        steering: Mapping[str, float],
+        parents: Sequence[Candidate],
+        mutation_scale: float = 1.0,
+    ) -> list[Candidate]:
+        picks = rng.integers(0, len(parents), size=n)
+        x = np.array([parents[i].payload["x"] for i in picks], dtype=float)
+        bound = min(float(steering.get("spread", 1.0)), 0.99)
+        x = np.clip(x + rng.normal(0.0, 0.05 * mutation_scale, size=x.shape), -bound, bound)
+        return [
+            Candidate({"x": [float(a), float(b)]}, parent_ids=(parents[i].id,))
+            for (a, b), i in zip(x, picks, strict=True)
+        ]

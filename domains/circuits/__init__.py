@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from foundry.contract import Candidate, Domain, GroundTruth, PropertySpec, Surrogate
+from foundry.contract import Candidate, Domain, GroundTruth, Knob, PropertySpec, Surrogate
 from foundry.schema import PayloadValidator
 
 from .ground_truth import CircuitsGroundTruth
 from .netlist import KIND_NAMES, PAYLOAD_SCHEMA, TOPOLOGIES, component_value, structural_problem
 from .reservoir import reservoir_candidates
-from .templates import STEERING_DEFAULTS, generate_payloads
+from .templates import STEERING_DEFAULTS, generate_payloads, mutate_payloads
 
 __all__ = ["CircuitsDomain", "CircuitsGroundTruth"]
 
@@ -44,6 +44,8 @@ class CircuitsDomain(Domain):
     has_pass_fail: ClassVar[bool] = True
     fidelities: ClassVar[tuple[str, ...]] = ("ngspice-ac",)
     steering_defaults: ClassVar[dict[str, float]] = dict(STEERING_DEFAULTS)
+    #: more candidates on the edge of their spec window: harder to call, more of them fail
+    difficulty_knob: ClassVar[Knob | None] = Knob("marginal_fraction", 0.0, 0.9, 0.1)
     #: certificates per topology: a user who keeps only the BJT amplifiers gets their bound
     slices: ClassVar[tuple[str, ...] | None] = tuple(TOPOLOGIES)
 
@@ -51,6 +53,27 @@ class CircuitsDomain(Domain):
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
     ) -> list[Candidate]:
         return [Candidate(payload=p) for p in generate_payloads(n, rng, steering)]
+
+    def propose(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        steering: Mapping[str, float],
+        parents: Sequence[Candidate],
+        mutation_scale: float = 1.0,
+    ) -> list[Candidate]:
+        """Children of parents drawn uniformly (with replacement): each the parent's topology
+        redesigned for a nearby design frequency (see ``templates.mutate_payloads``)."""
+        if not parents:
+            return []
+        picks = rng.integers(0, len(parents), size=n)
+        payloads = mutate_payloads(
+            [parents[i].payload for i in picks], rng, steering, mutation_scale
+        )
+        return [
+            Candidate(payload=p, parent_ids=(parents[i].id,))
+            for p, i in zip(payloads, picks, strict=True)
+        ]
 
     def slice_of(self, candidate: Candidate) -> str:
         return str(candidate.payload.get("topology", "?"))

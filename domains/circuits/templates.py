@@ -431,11 +431,49 @@ def generate_payload(rng: np.random.Generator, steering: Mapping[str, float]) ->
     return _payload(rng, _Plan.of(steering))
 
 
-def _payload(rng: np.random.Generator, plan: _Plan) -> dict[str, Any]:
-    # the draw Generator.choice(p=...) makes, without its per-call argument checks
-    topology = TOPOLOGIES[int(plan.topology_cdf.searchsorted(rng.random(), side="right"))]
-    lo, hi = plan.fc_ranges_log10[topology]
-    fc_hz = float(10.0 ** rng.uniform(lo, hi))
+#: a mutation's nominal step of the design frequency, in decades (mutation_scale 1)
+MUTATION_FC_DECADES = 0.15
+#: above mutation_scale 1, the chance a mutation also redraws the topology grows this much
+#: per unit of scale (capped at one half): exploration the monitors can turn up
+TOPOLOGY_SWITCH_PER_SCALE = 0.1
+
+
+def mutate_payloads(
+    parents: list[dict[str, Any]],
+    rng: np.random.Generator,
+    steering: Mapping[str, float],
+    mutation_scale: float,
+) -> list[dict[str, Any]]:
+    """One child per parent payload: the parent's topology redesigned for a design frequency
+    moved by ``10 ** N(0, MUTATION_FC_DECADES * mutation_scale)`` (kept inside the steering's
+    and the topology's range), and - for a raised scale - now and then a new topology. The
+    child is designed afresh, so it is as well-formed as any generated circuit."""
+    plan = _Plan.of(steering)
+    switch = min(max(mutation_scale - 1.0, 0.0) * TOPOLOGY_SWITCH_PER_SCALE, 0.5)
+    out = []
+    for parent in parents:
+        topology = parent["topology"]
+        if topology not in TEMPLATES or rng.random() < switch:
+            topology = TOPOLOGIES[int(plan.topology_cdf.searchsorted(rng.random(), side="right"))]
+        lo, hi = plan.fc_ranges_log10[topology]
+        fc0 = parent.get("target", {}).get("fc_hz") or 10.0 ** ((lo + hi) / 2)
+        log_fc = math.log10(fc0) + rng.normal(0.0, MUTATION_FC_DECADES * mutation_scale)
+        out.append(_payload(rng, plan, topology, float(10.0 ** min(max(log_fc, lo), hi))))
+    return out
+
+
+def _payload(
+    rng: np.random.Generator,
+    plan: _Plan,
+    topology: str | None = None,
+    fc_hz: float | None = None,
+) -> dict[str, Any]:
+    if topology is None:
+        # the draw Generator.choice(p=...) makes, without its per-call argument checks
+        topology = TOPOLOGIES[int(plan.topology_cdf.searchsorted(rng.random(), side="right"))]
+    if fc_hz is None:
+        lo, hi = plan.fc_ranges_log10[topology]
+        fc_hz = float(10.0 ** rng.uniform(lo, hi))
     ctx = _Ctx(rng=rng, tolerance=plan.tolerance)
     design = TEMPLATES[topology](ctx, fc_hz)
 

@@ -23,6 +23,7 @@ from foundry.contract import (
     Candidate,
     Domain,
     GroundTruth,
+    Knob,
     Surrogate,
     canonical_json,
     example_id,
@@ -54,6 +55,8 @@ class MathDomain(Domain):
     has_pass_fail: ClassVar[bool] = True
     fidelities: ClassVar[tuple[str, ...]] = ("proof-checker",)
     steering_defaults: ClassVar[dict[str, float]] = dict(STEERING_DEFAULTS)
+    #: the target difficulty 1..5 of the generator's families (a curriculum's lever)
+    difficulty_knob: ClassVar[Knob | None] = Knob("difficulty", 1.0, 5.0, 1.0)
     Options: ClassVar[type | None] = MathOptions
     slices: ClassVar[tuple[str, ...] | None] = (*GROUPS, *BACKENDS)
     untrusted_check: ClassVar[bool] = True

@@ -25,6 +25,7 @@ from foundry.contract import (
 from foundry.execution.runner import rule_check
 from foundry.execution.screening import GuardedChecker
 from foundry.ledger import Ledger
+from foundry.loop.generations import Generations
 from foundry.loop.rows import InvalidRow
 from foundry.loop.stats import RunStats, SteeringPolicy
 from foundry.schema import PayloadValidator
@@ -82,20 +83,25 @@ class Intake:
         stream_id: str | None = None,
         steering_policy: SteeringPolicy | None = None,
         checker: GuardedChecker | None = None,
+        generations: Generations | None = None,
     ) -> None:
         self.domain = domain
         self.params = params
         self.ledger = ledger
         self.stats = stats
         self.steering: dict[str, float] = {}
-        self.set_steering(steering)
+        #: the closed loop's generations (None: every batch from the generator's prior)
+        self.generations = generations
+        #: every regime this run generated in: its steering and generation (for lineage)
+        self.regimes: dict[str, dict] = {}
         self.external = external
+        self.seq = ledger.next_seq()
+        self.set_steering(steering)
         #: the regime of an external stream: one input, one regime
         self.stream_id = stream_id
         self.steering_policy = steering_policy
         #: runs the domain's rule check outside this interpreter (untrusted domains)
         self.checker = checker
-        self.seq = ledger.next_seq()
         #: batches produced so far
         self.batches = 0
         self.seen: set[str] = set()
@@ -110,15 +116,29 @@ class Intake:
         return f"input:{self.stream_id}" if self.stream_id else "external"
 
     def _generator_config_hash(self) -> str:
-        blob = canonical_json(
-            {
-                "domain": self.domain.name,
-                "version": self.domain.version,
-                "steering": self.steering,
-                "seed": self.params.seed,
+        config: dict = {
+            "domain": self.domain.name,
+            "version": self.domain.version,
+            "steering": self.steering,
+            "seed": self.params.seed,
+        }
+        if self.generations is not None:
+            config["generation"] = self.generations.context()
+        blob = canonical_json(config)
+        regime = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        if self.external is None and regime not in self.regimes:
+            self.regimes[regime] = {
+                "steering": dict(self.steering),
+                "generation": config.get("generation", {}).get("generation", 0),
+                "first_seq": self.seq,
+                **({"loop": config["generation"]} if "generation" in config else {}),
             }
-        )
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+            self.ledger.set_meta("regimes", self.regimes)
+        return regime
+
+    def new_regime(self) -> None:
+        """The generator's configuration changed outside the steering (a new generation)."""
+        self._generator_hash = self._generator_config_hash()
 
     def produce(self, n: int) -> Batch | None:
         """Up to ``n`` new candidates split into fresh rule-valid ones and invalid rows; None
@@ -187,7 +207,10 @@ class Intake:
             self.set_steering(self.steering_policy(self.stats, self.steering))
         try:
             rng = batch_rng(self.params.seed, GENERATOR_STREAM, number)
-            batch = self.domain.generate(n, rng, self.steering)
+            if self.generations is not None:
+                batch = self.generations.candidates(n, rng, self.steering)
+            else:
+                batch = self.domain.generate(n, rng, self.steering)
             if not isinstance(batch, list) or not all(isinstance(c, Candidate) for c in batch):
                 raise PluginError("generate() must return a list of Candidate")
         except SetupError:

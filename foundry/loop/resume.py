@@ -164,6 +164,14 @@ def restore_run(s: Scheduler) -> None:
     s.intake.batches = int(progress.get("batches", 0))
     if progress.get("steering") is not None and s.intake.external is None:
         s.intake.set_steering(progress["steering"])
+    if s.generations is not None and progress.get("generations") is not None:
+        from foundry.loop.generations import GenerationState
+
+        s.generations.state = GenerationState.from_dict(progress["generations"])
+        s.intake.new_regime()
+    s.compute.restore(meta.get("compute", {}))
+    s.intake.regimes = {**meta.get("regimes", {}), **s.intake.regimes}
+    ledger.set_meta("regimes", s.intake.regimes)
     stats.generated = int(progress.get("generated", 0))
     stats.duplicates = int(progress.get("duplicates", 0))
     stats.invalid = int(progress.get("invalid", 0))

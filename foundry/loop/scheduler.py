@@ -36,6 +36,7 @@ from foundry.loop.dispatch import (
     make_executor,
     verifier_spec,
 )
+from foundry.loop.generations import Generations
 from foundry.loop.intake import AUDIT_STREAM, Fresh, Intake, IntakeParams, batch_rng
 from foundry.loop.resume import check_run_dir, restore_run
 from foundry.loop.router import route_batch
@@ -47,7 +48,7 @@ from foundry.loop.rows import (
     routed_columns,
     verification_row,
 )
-from foundry.loop.stats import ProgressCallback, RunStats, SteeringPolicy
+from foundry.loop.stats import ComputeAccount, ProgressCallback, RunStats, SteeringPolicy
 from foundry.loop.trainer import Trained, Trainer, TrainerParams
 from foundry.monitor import Monitor
 
@@ -121,6 +122,16 @@ class Scheduler:
         )
         self._audit_rate = 0.0 if config.policy == "fixed_band" else config.audit_rate
         self._started = time.monotonic()
+        self.generations = (
+            Generations(self.domain, config.generations, self.ledger, config.seed)
+            if config.generations.size is not None
+            else None
+        )
+        if self.generations is not None and candidates is not None:
+            self.ledger.close()
+            raise ValueError("[generations] needs the domain's generator, not an input stream")
+        #: seconds spent per generation: generating, scoring, training, each ground-truth tier
+        self.compute = ComputeAccount()
         self.intake = Intake(
             self.domain,
             IntakeParams(config.seed, config.generate_retries),
@@ -131,6 +142,7 @@ class Scheduler:
             stream_id=stream_id,
             steering_policy=steering_policy,
             checker=self.checker,
+            generations=self.generations,
         )
         self.book = CalibrationBook(
             BookParams.from_config(config, getattr(self.domain, "slices", None)),
@@ -258,6 +270,14 @@ class Scheduler:
                 break
             if self._waiting_for_first_model():
                 self._wait_for_work(timeout_s=0.2)
+            elif self._at_generation_end():
+                if self._generation_decided():
+                    self._close_generation()
+                    if self.generations is not None and self.generations.finished():
+                        self.stats.stop_reason = f"{self.cfg.generations.count} generations made"
+                        break
+                else:
+                    self._wait_for_work(timeout_s=0.2)
             elif len(self.dispatcher.pending) < self.dispatcher.max_pending():
                 if not self._produce_batch():
                     self.stats.stop_reason = "candidate source exhausted"
@@ -287,8 +307,14 @@ class Scheduler:
                 "steering": self.intake.steering,
                 "labels_at_fit": self.trainer.labels_at_taken,
                 "committed_at": time.time(),
+                **(
+                    {"generations": self.generations.state.as_dict()}
+                    if self.generations is not None
+                    else {}
+                ),
             },
         )
+        self.ledger.set_meta("compute", self.compute.as_dict())
         self.ledger.set_meta("book", self.book.state())
         self.ledger.commit()
 
@@ -446,7 +472,12 @@ class Scheduler:
             n = min(n, max(self._first_fit_quota(), 1))
         if self.cfg.budget.max_candidates is not None:
             n = min(n, self.cfg.budget.max_candidates - self.stats.generated)
+        if self.generations is not None:
+            n = min(n, self.generations.remaining())
+        generation = self.generations.generation if self.generations is not None else 0
+        started = time.perf_counter()
         batch = self.intake.produce(n)
+        self.compute.add(generation, "generate_s", time.perf_counter() - started)
         if batch is None:
             return False
         now = time.time()
@@ -507,6 +538,7 @@ class Scheduler:
         item up to the next cheaper tier, or - after the last - on to scoring."""
         fidelity = self.verifiers[item.tier].fidelity or "ground-truth"
         self._verifications.append(verification_row(seq, fidelity, result, time.time()))
+        self.compute.add_tier(item.candidate.generation, fidelity, result.walltime_s)
         if result.verdict is not None:
             item.candidate.evidence[fidelity] = result.verdict
         item.tier += 1
@@ -557,7 +589,11 @@ class Scheduler:
         n = len(cands)
         regime = self.intake.generator_hash if regime is None else regime
         slices = self._slices(cands)
+        started = time.perf_counter()
         scored = self.book.score(cands)
+        self.compute.add(
+            cands[0].generation if cands else 0, "surrogate_s", time.perf_counter() - started
+        )
         opinions = [s for s in scored.values() if s is not None]
         champ_scores = scored.get(self.book.champion) if self.book.champion is not None else None
         shown = champ_scores if champ_scores is not None else (opinions[-1] if opinions else None)
@@ -701,6 +737,9 @@ class Scheduler:
         if len(self.verifiers) > 1:
             fidelity = self.verifier.fidelity or "ground-truth"
             self._verifications.append(verification_row(result.key, fidelity, result, now))
+        self.compute.add_tier(
+            item.candidate.generation, self.verifier.fidelity or "ground-truth", result.walltime_s
+        )
         verdict = result.verdict
         if verdict is not None:
             self.trainer.labels.append((item.candidate, verdict))
@@ -715,6 +754,43 @@ class Scheduler:
             self.book.resolve_audit(result.key, item.regime, item.slice, verdict)
         return ground_truth_update(item, result, now)
 
+    # -- generations ------------------------------------------------------------------------------
+    def _at_generation_end(self) -> bool:
+        """Whether the current generation is made (and the next must wait for its verdicts)."""
+        return self.generations is not None and self.generations.remaining() <= 0
+
+    def _generation_decided(self) -> bool:
+        """Every item made so far is final: nothing in flight, held or between tiers."""
+        if self.cfg.deterministic and self._held and not self.dispatcher.pending:
+            self._fold_all()
+        return not (self.dispatcher.pending or self._held or self._ready or self.trainer.fitting)
+
+    def _close_generation(self) -> None:
+        """Measure the generation, apply the policy's actions, start the next one."""
+        assert self.generations is not None
+        self._absorb_training()
+        events, steering = self.generations.close(self._read_properties, self.intake.steering)
+        for level, kind, message in events:
+            self.ledger.event(level, kind, message)
+        if steering:
+            self.intake.set_steering({**self.intake.steering, **steering})
+        self.intake.new_regime()
+        self._checkpoint(force=True)
+
+    def _read_properties(self, cands: list[Candidate]) -> dict[str, np.ndarray]:
+        """The champion's predicted property values (pass/fail domains: ``p_pass``), for the
+        property-distribution monitors: one model judges the generation and the reservoir."""
+        champ = self.book.champion
+        if champ is None or not cands:
+            return {}
+        scores = self.book.score(cands).get(champ)
+        if scores is None:
+            return {}
+        out = {name: np.asarray(v, float) for name, v in scores.values.items()}
+        if scores.p_pass is not None:
+            out["p_pass"] = np.asarray(scores.p_pass, float)
+        return {k: v for k, v in out.items() if np.all(np.isfinite(v))}
+
     # -- surrogate versions -----------------------------------------------------------------------
     def _absorb_training(self) -> None:
         trained = self.trainer.take()
@@ -723,6 +799,8 @@ class Scheduler:
 
     def _install(self, trained: Trained) -> int:
         """Make a trained model the book's newest version (the challenger) and save it."""
+        generation = self.generations.generation if self.generations is not None else 0
+        self.compute.add(generation, "training_s", trained.fit_s)
         slot = self.book.add_version(trained.model, trained.n_labels, trained.fit_s)
         self.stats.surrogate_versions = slot.version
         self.trainer.save(slot.version, trained.model)  # the file first, then the commit

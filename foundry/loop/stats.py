@@ -52,5 +52,27 @@ class RunStats:
         return out
 
 
+class ComputeAccount:
+    """Seconds spent per generation: generating, surrogate scoring, training, and each
+    ground-truth tier (worker wall time) - what a generation of verified data cost."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, dict[str, Any]] = {}
+
+    def add(self, generation: int, key: str, seconds: float) -> None:
+        entry = self.seconds.setdefault(int(generation), {})
+        entry[key] = entry.get(key, 0.0) + float(seconds)
+
+    def add_tier(self, generation: int, fidelity: str, seconds: float | None) -> None:
+        tiers = self.seconds.setdefault(int(generation), {}).setdefault("ground_truth_s", {})
+        tiers[fidelity] = tiers.get(fidelity, 0.0) + float(seconds or 0.0)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {str(g): dict(v) for g, v in sorted(self.seconds.items())}
+
+    def restore(self, saved: Mapping[str, Mapping[str, Any]]) -> None:
+        self.seconds = {int(g): dict(v) for g, v in saved.items()}
+
+
 ProgressCallback = Callable[[RunStats], None]
 SteeringPolicy = Callable[[RunStats, Mapping[str, float]], Mapping[str, float]]
