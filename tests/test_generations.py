@@ -117,6 +117,13 @@ def test_monitors_write_per_generation_and_per_slice_figures(run):
     assert {f["slice"] for f in figures} >= {"q1", "q2", "q3", "q4"}
     # generation 1 on: a fifth of the parents real, at least (the per-slice bound adds some)
     assert all(f["real_fraction"] >= 0.2 for f in whole[1:])
+    # per slice: the provenance of that slice's parents, bounded at 8 synthetic per real one
+    for f in whole[1:]:
+        parts = [p for p in figures if p["generation"] == f["generation"] and p is not f]
+        assert sum(p["parents"] for p in parts) <= f["parents"]
+        for p in parts:
+            if p["parents"] and p["synthetic_to_real"] is not None:
+                assert p["synthetic_to_real"] <= 8.0
 
 
 def test_compute_is_accounted_per_generation(run):
@@ -166,8 +173,8 @@ def test_latest_confident_selection_takes_the_surest_of_the_last_generation(tmp_
         assert worst >= pool[31]["p_pass"]
 
 
-def test_novelty_parents_spread_wider_than_confident_ones(tmp_path):
-    spreads = {}
+def test_novelty_parents_spread_wider_and_novelty_children_land_farther(tmp_path):
+    spreads, far = {}, {}
     for novelty in (0.0, 1.0):
         run_dir = tmp_path / f"n{novelty}"
         cfg = config(
@@ -195,8 +202,19 @@ def test_novelty_parents_spread_wider_than_confident_ones(tmp_path):
         )
         d = np.linalg.norm(x[:, None] - x[None], axis=2)
         spreads[novelty] = d[np.triu_indices(len(x), 1)].min()
+        children = np.array(
+            [
+                json.loads(r[0])["x"]
+                for r in rows(run_dir, "SELECT payload FROM examples WHERE generation = 1")
+            ]
+        )
+        far[novelty] = np.linalg.norm(children[:, None] - x[None], axis=2).min(axis=1).mean()
     # farthest-point picks: the closest pair of parents is far apart
     assert spreads[1.0] > 3 * spreads[0.0]
+    # the novelty search keeps the children farthest from the parents (a quarter of those
+    # proposed): mean distance to the nearest parent well above plain mutation's
+    print(f"\nchild-to-nearest-parent distance: plain {far[0.0]:.4f}, novelty {far[1.0]:.4f}")
+    assert far[1.0] > 1.5 * far[0.0]
 
 
 def test_a_domain_without_propose_and_an_input_stream_are_refused(tmp_path):

@@ -40,6 +40,8 @@ from foundry.monitor.generations import (
 PARENT_STREAM = 2
 #: candidates of the pool the novelty selection looks at, at most
 NOVELTY_POOL = 4096
+#: children proposed per one kept by the novelty search
+NOVELTY_OVERSAMPLE = 4
 
 #: (candidates) -> property values by name, for the property-distribution monitors
 PropertyReader = Callable[[Sequence[Candidate]], Mapping[str, np.ndarray]]
@@ -132,7 +134,12 @@ class Generations:
         if not parents:
             batch = self.domain.generate(n, rng, steering)
         else:
-            batch = self.domain.propose(n, rng, steering, parents, self.state.mutation_scale)
+            n_novel = round(n * self.state.novelty_fraction)
+            batch = self.domain.propose(
+                n - n_novel, rng, steering, parents, self.state.mutation_scale
+            )
+            if n_novel and isinstance(batch, list):
+                batch += self._novelty_search(n_novel, rng, steering, parents)
             known = {p.id for p in parents}
             for cand in batch if isinstance(batch, list) else []:
                 stray = [p for p in cand.parent_ids if p not in known]
@@ -146,6 +153,34 @@ class Generations:
                     cand.generation = self.state.generation
             self.state.produced += len(batch)
         return batch
+
+    def _novelty_search(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        steering: Mapping[str, float],
+        parents: list[Candidate],
+    ) -> list[Candidate]:
+        """Diversity injection: propose ``NOVELTY_OVERSAMPLE`` times as many children and keep
+        the ``n`` farthest (greedily, in standardised features) from the buffer - this
+        generation's parents and what is kept already. They are verified like any other."""
+        pool = self.domain.propose(
+            n * NOVELTY_OVERSAMPLE, rng, steering, parents, self.state.mutation_scale
+        )
+        if not isinstance(pool, list) or len(pool) <= n:
+            return pool if isinstance(pool, list) else []
+        x = self._features([*parents, *pool])
+        std = x.std(axis=0)
+        z = x / np.where(std > 0, std, 1.0)
+        buffer, cand = z[: len(parents)], z[len(parents) :]
+        dist = np.min(np.linalg.norm(cand[:, None] - buffer[None], axis=2), axis=1)
+        kept = []
+        for _ in range(n):
+            i = int(np.argmax(dist))
+            kept.append(pool[i])
+            dist = np.minimum(dist, np.linalg.norm(cand - cand[i], axis=1))
+            dist[i] = -np.inf
+        return kept
 
     # -- closing a generation ---------------------------------------------------------------
     def close(
@@ -173,10 +208,9 @@ class Generations:
         figures: list[dict] = []
         if self.state.reference is not None:
             ref = Reference.from_dict(self.state.reference)
-            n_real = sum(1 for pid in self.state.parents if pid in self._reservoir_by_id())
             figures = measure_generation(
-                g, x, slices, props, len(accepted), decided, n_real,
-                len(self.state.parents), ref, self.seed,
+                g, x, slices, props, len(accepted), decided, self._parent_slices(), ref,
+                self.seed,
             )  # fmt: skip
         n_seen = int(self.ledger.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
         for row in figures:
@@ -322,6 +356,18 @@ class Generations:
             if need > 0 and options:
                 extra += [options[i] for i in rng.choice(len(options), need).tolist()]
         return extra
+
+    def _parent_slices(self) -> list[tuple[str, bool]]:
+        """Each parent of this generation: (its slice, whether it is real)."""
+        real = self._reservoir_by_id()
+        out = []
+        for cand in self._parent_candidates():
+            try:
+                name = self.domain.slice_of(cand)
+            except Exception:
+                name = "?"
+            out.append((str(name), cand.id in real))
+        return out
 
     def _real_count(self) -> int:
         real = self._reservoir_by_id()

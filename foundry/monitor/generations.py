@@ -101,23 +101,21 @@ def measure_generation(
     props: Mapping[str, np.ndarray],
     accepted: int,
     decided: int,
-    real_parents: int,
-    parents: int,
+    parent_slices: Sequence[tuple[str, bool]],
     ref: Reference,
     seed: int,
 ) -> list[dict]:
     """One row of figures per slice with enough points, and one for the whole generation
     (slice ``ALL_SLICES``): the rows the ledger's monitor table keeps (``kind`` generation).
     ``x``/``slices``/``props``: the generation's accepted examples; ``accepted``/``decided``:
-    its counts; ``real_parents`` of ``parents``: its parents' provenance."""
+    its counts; ``parent_slices``: each parent's (slice, is real) - the provenance mix, per
+    slice and for the whole generation."""
     z = ref.z(x) if len(x) else x
     res_z = ref.z(np.asarray(ref.reservoir_x)) if ref.reservoir_x else None
     base = {
         "kind": "generation",
         "generation": generation,
         "acceptance_rate": accepted / decided if decided else None,
-        "real_fraction": real_parents / parents if parents else 0.0,
-        "synthetic_to_real": (parents - real_parents) / real_parents if real_parents else None,
     }
     rows = []
     names = [ALL_SLICES, *sorted(set(slices.tolist()))]
@@ -126,7 +124,7 @@ def measure_generation(
         n = int(mask.sum())
         if name != ALL_SLICES and n < MIN_POINTS:
             continue
-        row: dict = {**base, "slice": name, "n": n}
+        row: dict = {**base, "slice": name, "n": n, **_provenance(parent_slices, name)}
         if n >= 2:
             row["vendi"] = _vendi(z[mask], ref.bandwidth, seed + generation)
         row["reference_vendi"] = ref.vendi.get(name)
@@ -146,6 +144,17 @@ def measure_generation(
             }
         rows.append(row)
     return rows
+
+
+def _provenance(parent_slices: Sequence[tuple[str, bool]], name: str) -> dict:
+    """The real share and synthetic-to-real ratio of a slice's parents (or all of them)."""
+    mine = [real for s, real in parent_slices if name in (ALL_SLICES, s)]
+    n_real = sum(mine)
+    return {
+        "parents": len(mine),
+        "real_fraction": n_real / len(mine) if mine else 0.0,
+        "synthetic_to_real": (len(mine) - n_real) / n_real if n_real else None,
+    }
 
 
 @dataclass(frozen=True)
