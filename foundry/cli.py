@@ -426,9 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every row, whatever its decision")
     p.set_defaults(func=cmd_export)
 
+    from foundry.ledger.lineage import add_lineage_parser
+    from foundry.ledger.replay import add_replay_parser
     from foundry.report import add_report_parser
 
     add_report_parser(sub)
+    add_lineage_parser(sub)
+    add_replay_parser(sub)
 
     p = sub.add_parser("domains", help="list installed domain plugins")
     p.set_defaults(func=cmd_domains)

@@ -56,7 +56,10 @@ class GenerationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     size: int | None = Field(
-        None, ge=1, description="candidates per generation; None: no generations (the default)"
+        None,
+        ge=1,
+        description="candidates proposed per generation (duplicates of earlier ones are "
+        "dropped); None: no generations (the default)",
     )
     count: int | None = Field(
         None, ge=1, description="generations to make; None: until the budget ends the run"

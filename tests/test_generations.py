@@ -61,7 +61,8 @@ def meta(run_dir: Path, key: str):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("gen") / "run"
-    stats = Scheduler(config(run_dir), EvolvingAnalyticDomain()).run()
+    # generations of 3,000: large enough for each to earn certificates of its own
+    stats = Scheduler(config(run_dir, size=3000), EvolvingAnalyticDomain()).run()
     assert stats.stop_reason == "4 generations made"
     return run_dir
 
@@ -69,7 +70,12 @@ def run(tmp_path_factory) -> Path:
 def test_each_generation_is_made_from_verified_parents_of_earlier_ones(run):
     reservoir = {c.id for c in _reservoir_ids()}
     by_gen = rows(run, "SELECT generation, COUNT(*) FROM examples GROUP BY generation")
-    assert [tuple(r) for r in by_gen] == [(0, 600), (1, 600), (2, 600), (3, 600)]
+    # a generation is 3,000 proposals; a child equal to an earlier example is a duplicate,
+    # dropped as always (counted in the run's progress)
+    assert [g for g, _ in by_gen] == [0, 1, 2, 3]
+    assert all(2900 <= n <= 3000 for _, n in by_gen)
+    duplicates = meta(run, "progress")["duplicates"]
+    assert sum(n for _, n in by_gen) + duplicates == 12_000
     accepted = {
         r["content_id"]: r["generation"]
         for r in rows(run, "SELECT content_id, generation FROM examples WHERE decision='accepted'")
@@ -379,3 +385,22 @@ def test_killed_and_resumed_generations_are_the_uninterrupted_ones(tmp_path):
         tuple(r) for r in rows(paths["whole"], sql)
     ]
     assert meta(paths["killed"], "regimes").keys() == meta(paths["whole"], "regimes").keys()
+
+
+def test_replay_with_the_runs_settings_makes_the_same_generations(run):
+    """Generations depend on verdicts (parents are verified examples); replayed from the
+    ledger's labels, every generation - parents, regimes, decisions - comes out the same."""
+    from foundry.ledger.replay import replay
+
+    released = rows(
+        run,
+        "SELECT generation, COUNT(*) FROM examples WHERE decided_by = "
+        "'surrogate' GROUP BY generation",
+    )
+    assert {g for g, _ in released} >= {1, 2, 3}  # later generations earn their own certificates
+    result = replay(run, domain=EvolvingAnalyticDomain())
+    assert result.identical and result.unbought == 0
+    stricter = replay(run, alpha=0.02, domain=EvolvingAnalyticDomain())
+    assert sum(v for k, v in stricter.counts_replay.items() if k.endswith("by_surrogate")) < sum(
+        v for k, v in result.counts_replay.items() if k.endswith("by_surrogate")
+    )
