@@ -169,18 +169,8 @@ class Generations:
         )
         if not isinstance(pool, list) or len(pool) <= n:
             return pool if isinstance(pool, list) else []
-        x = self._features([*parents, *pool])
-        std = x.std(axis=0)
-        z = x / np.where(std > 0, std, 1.0)
-        buffer, cand = z[: len(parents)], z[len(parents) :]
-        dist = np.min(np.linalg.norm(cand[:, None] - buffer[None], axis=2), axis=1)
-        kept = []
-        for _ in range(n):
-            i = int(np.argmax(dist))
-            kept.append(pool[i])
-            dist = np.minimum(dist, np.linalg.norm(cand - cand[i], axis=1))
-            dist[i] = -np.inf
-        return kept
+        picks = farthest_points(self._features([*parents, *pool]), len(parents), n)
+        return [pool[i] for i in picks]
 
     # -- closing a generation ---------------------------------------------------------------
     def close(
@@ -314,22 +304,7 @@ class Generations:
         if not rest:
             return []
         x = self._features([_candidate(r) for r in [*chosen, *rest]])
-        std = x.std(axis=0)
-        z = x / np.where(std > 0, std, 1.0)
-        picked_z = z[: len(chosen)]
-        cand_z = z[len(chosen) :]
-        dist = (
-            np.min(np.linalg.norm(cand_z[:, None] - picked_z[None], axis=2), axis=1)
-            if len(picked_z)
-            else np.full(len(cand_z), np.inf)
-        )
-        out = []
-        for _ in range(min(k, len(rest))):
-            i = int(np.argmax(dist))
-            out.append(rest[i])
-            dist = np.minimum(dist, np.linalg.norm(cand_z - cand_z[i], axis=1))
-            dist[i] = -np.inf
-        return out
+        return [rest[i] for i in farthest_points(x, len(chosen), k)]
 
     def _fill_real_by_slice(
         self,
@@ -406,6 +381,27 @@ class Generations:
                 if pid in real or pid in rows
             ]
         return self._parents
+
+
+def farthest_points(x: np.ndarray, n_taken: int, k: int) -> list[int]:
+    """Greedy farthest-point picks: ``k`` indices into ``x[n_taken:]``, each the farthest
+    (in features standardised over ``x``) from the first ``n_taken`` rows and from the picks
+    before it."""
+    std = x.std(axis=0)
+    z = x / np.where(std > 0, std, 1.0)
+    taken, rest = z[:n_taken], z[n_taken:]
+    dist = (
+        np.min(np.linalg.norm(rest[:, None] - taken[None], axis=2), axis=1)
+        if len(taken)
+        else np.full(len(rest), np.inf)
+    )
+    picks: list[int] = []
+    for _ in range(min(k, len(rest))):
+        i = int(np.argmax(dist))
+        picks.append(i)
+        dist = np.minimum(dist, np.linalg.norm(rest - rest[i], axis=1))
+        dist[i] = -np.inf
+    return picks
 
 
 def _candidate(row: Any) -> Candidate:
