@@ -362,8 +362,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from foundry.ledger.export import export_run
 
     decisions = None if args.all else tuple(args.decision or ("accepted",))
-    path, n = export_run(Path(args.run_dir), args.out, fmt=args.format, decisions=decisions)
-    print(f"wrote {n} rows to {path}")
+    path, n = export_run(
+        Path(args.run_dir), args.out, fmt=args.format, decisions=decisions,
+        real_share=args.real_share,
+    )  # fmt: skip
+    mixed = (
+        f" (real examples: {args.real_share:.0%} of the sample weight)" if args.real_share else ""
+    )
+    print(f"wrote {n} rows to {path}{mixed}")
     return 0
 
 
@@ -424,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--decision", action="append", help="decisions to export (default accepted)")
     p.add_argument("--all", action="store_true", help="every row, whatever its decision")
+    p.add_argument(
+        "--real-share",
+        type=float,
+        metavar="F",
+        help="add a sample_weight column giving the run's verified real examples this share",
+    )
     p.set_defaults(func=cmd_export)
 
     from foundry.ledger.lineage import add_lineage_parser

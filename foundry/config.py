@@ -77,6 +77,11 @@ class GenerationSettings(BaseModel):
     real_fraction: float = Field(
         0.2, ge=0, le=1, description="share of each generation's parents from the reservoir"
     )
+    verify_reservoir: bool = Field(
+        True,
+        description="verify the domain's real reservoir once, first, in a regime of its own: "
+        "real examples then carry ground-truth labels into training and the export",
+    )
     max_synthetic_to_real: float | None = Field(
         8.0,
         gt=0,

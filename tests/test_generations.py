@@ -69,13 +69,30 @@ def run(tmp_path_factory) -> Path:
 
 def test_each_generation_is_made_from_verified_parents_of_earlier_ones(run):
     reservoir = {c.id for c in _reservoir_ids()}
-    by_gen = rows(run, "SELECT generation, COUNT(*) FROM examples GROUP BY generation")
+    by_gen = rows(
+        run, "SELECT generation, COUNT(*) FROM examples WHERE source != 'real' GROUP BY generation"
+    )
     # a generation is 3,000 proposals; a child equal to an earlier example is a duplicate,
     # dropped as always (counted in the run's progress)
     assert [g for g, _ in by_gen] == [0, 1, 2, 3]
     assert all(2900 <= n <= 3000 for _, n in by_gen)
     duplicates = meta(run, "progress")["duplicates"]
     assert sum(n for _, n in by_gen) + duplicates == 12_000
+    # the reservoir, verified first in a regime of its own: real parents are those it passed
+    real = rows(
+        run,
+        "SELECT content_id, decision, decided_by, generator_hash FROM examples "
+        "WHERE source = 'real'",
+    )
+    assert {r["content_id"] for r in real} == reservoir
+    assert {r["decided_by"] for r in real} == {"ground_truth"}
+    assert meta(run, "regimes")[real[0]["generator_hash"]]["loop"] == {
+        "generation": 0,
+        "reservoir": True,
+    }
+    assert len({r["generator_hash"] for r in real}) == 1
+    passed = {r["content_id"] for r in real if r["decision"] == "accepted"}
+    assert 0 < len(passed) < len(reservoir)  # the analytic reservoir has failing points
     accepted = {
         r["content_id"]: r["generation"]
         for r in rows(run, "SELECT content_id, generation FROM examples WHERE decision='accepted'")
@@ -84,6 +101,7 @@ def test_each_generation_is_made_from_verified_parents_of_earlier_ones(run):
     for r in rows(run, "SELECT generation, parent_ids FROM examples WHERE generation > 0"):
         (parent,) = json.loads(r["parent_ids"])
         if parent in reservoir:
+            assert parent in passed
             real_parents += 1
         else:  # verified (accepted) in an earlier generation: accumulate is the default
             assert accepted[parent] < r["generation"]
@@ -98,7 +116,7 @@ def test_every_generation_is_a_regime_of_its_own_and_recorded(run):
     hashes = rows(
         run,
         "SELECT generation, COUNT(DISTINCT generator_hash) AS k, "
-        "MIN(generator_hash) AS h FROM examples GROUP BY generation",
+        "MIN(generator_hash) AS h FROM examples WHERE source != 'real' GROUP BY generation",
     )
     assert all(r["k"] == 1 for r in hashes)
     assert len({r["h"] for r in hashes}) == 4
@@ -120,6 +138,8 @@ def test_monitors_write_per_generation_and_per_slice_figures(run):
         assert f["mmd2"] == pytest.approx(f["mmd2"])  # a number (the reservoir has 16 points)
         assert set(f["wasserstein"]) == {"y", "p_pass"} and set(f["kl"]) == {"y", "p_pass"}
         assert 0 < f["acceptance_rate"] < 1
+        if f["generation"] > 0:  # a surrogate scored it: its audited error is known
+            assert f["audits"] > 100 and 0 <= f["audit_error"] < 0.2
     assert {f["slice"] for f in figures} >= {"q1", "q2", "q3", "q4"}
     # generation 1 on: a fifth of the parents real, at least (the per-slice bound adds some)
     assert all(f["real_fraction"] >= 0.2 for f in whole[1:])
@@ -319,7 +339,11 @@ def test_a_curriculum_run_turns_the_knob_each_generation_as_a_new_regime(tmp_pat
         g: np.array(
             [
                 json.loads(r[0])["x"]
-                for r in rows(run_dir, "SELECT payload FROM examples WHERE generation = ?", g)
+                for r in rows(
+                    run_dir,
+                    "SELECT payload FROM examples WHERE generation = ? AND source != 'real'",
+                    g,
+                )
             ]
         )
         for g in (0, 3)
@@ -397,10 +421,38 @@ def test_replay_with_the_runs_settings_makes_the_same_generations(run):
         "SELECT generation, COUNT(*) FROM examples WHERE decided_by = "
         "'surrogate' GROUP BY generation",
     )
-    assert {g for g, _ in released} >= {1, 2, 3}  # later generations earn their own certificates
+    print("\nreleased by the surrogate per generation:", [tuple(r) for r in released])
+    # later generations earn certificates of their own (from their own audits)
+    assert len({g for g, _ in released} & {1, 2, 3}) >= 2
     result = replay(run, domain=EvolvingAnalyticDomain())
     assert result.identical and result.unbought == 0
     stricter = replay(run, alpha=0.02, domain=EvolvingAnalyticDomain())
     assert sum(v for k, v in stricter.counts_replay.items() if k.endswith("by_surrogate")) < sum(
         v for k, v in result.counts_replay.items() if k.endswith("by_surrogate")
     )
+
+
+def test_the_export_mixes_the_verified_real_examples_at_the_share_asked(run, tmp_path):
+    from foundry.ledger.export import export_run
+
+    path, n = export_run(run, tmp_path / "mix.jsonl", fmt="jsonl", real_share=0.15)
+    exported = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(exported) == n
+    real = [r for r in exported if r["source"] == "real"]
+    assert real and all(r["decided_by"] == "ground_truth" for r in real)
+    weight = np.array([r["sample_weight"] for r in exported])
+    share = weight[[r["source"] == "real" for r in exported]].sum() / weight.sum()
+    assert share == pytest.approx(0.15) and weight.mean() == pytest.approx(1.0)
+    path, _ = export_run(run, tmp_path / "mix.parquet", real_share=0.15)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(path).column("sample_weight").to_numpy().mean() == pytest.approx(1.0)
+
+
+def test_an_export_with_nothing_real_to_mix_says_so_in_one_line(tmp_path):
+    from foundry.cli import main
+
+    run_dir = tmp_path / "run"
+    Scheduler(config(run_dir, count=1, verify_reservoir=False), EvolvingAnalyticDomain()).run()
+    assert main(["export", str(run_dir), "--real-share", "0.2"]) == 2
+    assert main(["export", str(run_dir), "--real-share", "1.5"]) == 2

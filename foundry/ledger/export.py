@@ -31,13 +31,56 @@ def _with_label(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def iter_export_rows(ledger: Ledger, *, decisions: tuple[str, ...] | None) -> Iterator[list[dict]]:
-    where, params = "", ()
-    if decisions:
-        where = f"decision IN ({','.join('?' * len(decisions))})"
-        params = decisions
+def _where(decisions: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
+    if not decisions:
+        return "", ()
+    return f"decision IN ({','.join('?' * len(decisions))})", decisions
+
+
+def iter_export_rows(
+    ledger: Ledger,
+    *,
+    decisions: tuple[str, ...] | None,
+    weights: dict[str, float] | None = None,
+) -> Iterator[list[dict]]:
+    """The rows to export, labelled; with ``weights`` (by source), each gets a
+    ``sample_weight``."""
+    where, params = _where(decisions)
     for rows in ledger.iter_rows(where, params):
-        yield [_with_label(dict(r)) for r in rows]
+        batch = [_with_label(dict(r)) for r in rows]
+        if weights is not None:
+            for row in batch:
+                row["sample_weight"] = weights["real" if row["source"] == "real" else "other"]
+        yield batch
+
+
+def real_share_weights(
+    ledger: Ledger, decisions: tuple[str, ...] | None, real_share: float
+) -> dict[str, float]:
+    """Sample weights that give the real examples ``real_share`` of the exported weight
+    (mean weight 1): a small real reservoir mixes into training at a controlled ratio
+    without duplicated rows."""
+    if not 0 < real_share < 1:
+        raise ValueError(f"--real-share must be between 0 and 1, got {real_share:g}")
+    where, params = _where(decisions)
+    counts = dict(
+        ledger.db.execute(
+            "SELECT source = 'real', COUNT(*) FROM examples"
+            + (f" WHERE {where}" if where else "")
+            + " GROUP BY source = 'real'",
+            params,
+        ).fetchall()
+    )
+    n_real, n_other = counts.get(1, 0), counts.get(0, 0)
+    if n_real == 0:
+        raise ValueError(
+            "no real examples to mix in: the run verified none (a domain without a reservoir, "
+            "no [generations], or generations.verify_reservoir = false)"
+        )
+    if n_other == 0:
+        return {"real": 1.0, "other": 1.0}
+    n = n_real + n_other
+    return {"real": real_share * n / n_real, "other": (1.0 - real_share) * n / n_other}
 
 
 def export_run(
@@ -46,8 +89,11 @@ def export_run(
     *,
     fmt: str = "parquet",
     decisions: tuple[str, ...] | None = ("accepted",),
+    real_share: float | None = None,
 ) -> tuple[Path, int]:
     """Write the run's examples (default: accepted only); returns (path, rows written).
+    ``real_share``: add a ``sample_weight`` column giving the real examples that share of
+    the weight.
 
     Written to a temporary file and renamed into place: a killed export leaves the previous
     file as it was."""
@@ -64,20 +110,26 @@ def export_run(
     n = 0
     try:
         guarantee = guarantee_text(ledger.meta().get("config", {}))
+        weights = None if real_share is None else real_share_weights(ledger, decisions, real_share)
         with atomic_path(out) as tmp:
-            n = _write(ledger, tmp, fmt, decisions, guarantee)
+            n = _write(ledger, tmp, fmt, decisions, guarantee, weights)
     finally:
         ledger.close()
     return out, n
 
 
 def _write(
-    ledger: Ledger, out: Path, fmt: str, decisions: tuple[str, ...] | None, guarantee: str | None
+    ledger: Ledger,
+    out: Path,
+    fmt: str,
+    decisions: tuple[str, ...] | None,
+    guarantee: str | None,
+    weights: dict[str, float] | None = None,
 ) -> int:
     n = 0
     if fmt == "jsonl":
         with out.open("w") as fh:
-            for batch in iter_export_rows(ledger, decisions=decisions):
+            for batch in iter_export_rows(ledger, decisions=decisions, weights=weights):
                 for row in batch:
                     fh.write(json.dumps(row) + "\n")
                 n += len(batch)
@@ -88,7 +140,8 @@ def _write(
     types = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}
     schema = pa.schema(
         [pa.field(name, types[kind.split()[0]]) for name, kind in EXAMPLE_COLUMNS]
-        + [pa.field("label", pa.string()), pa.field("label_source", pa.string())],
+        + [pa.field("label", pa.string()), pa.field("label_source", pa.string())]
+        + ([pa.field("sample_weight", pa.float64())] if weights is not None else []),
         # what the file's surrogate-labelled rows are promised, and what is not
         metadata={
             "foundry.guarantee": guarantee or "",
@@ -99,7 +152,7 @@ def _write(
         },
     )
     with pq.ParquetWriter(out, schema) as writer:
-        for batch in iter_export_rows(ledger, decisions=decisions):
+        for batch in iter_export_rows(ledger, decisions=decisions, weights=weights):
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))
             n += len(batch)
         if n == 0:

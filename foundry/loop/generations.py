@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,8 @@ class GenerationState:
     novelty_fraction: float = 0.0
     #: 1.0: this generation's parents are real ones only (a reset)
     from_reservoir: float = 0.0
+    #: the reservoir's verification batch: "due" (first), "sent" (the batch just made), "done"
+    reservoir: str = "due"
     reference: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,7 +89,9 @@ class Generations:
         self.ledger = ledger
         self.seed = seed
         self.state = GenerationState(
-            real_fraction=settings.real_fraction, novelty_fraction=settings.novelty_fraction
+            real_fraction=settings.real_fraction,
+            novelty_fraction=settings.novelty_fraction,
+            reservoir="due" if settings.verify_reservoir else "done",
         )
         self.policy = CollapsePolicy(
             PolicyParams(
@@ -118,6 +123,8 @@ class Generations:
 
     def context(self) -> dict[str, Any]:
         """What makes this generation's regime differ from the others'."""
+        if self.state.reservoir == "sent":
+            return {"generation": 0, "reservoir": True}
         parents = hashlib.blake2b("\n".join(self.state.parents).encode(), digest_size=8).hexdigest()
         return {
             "generation": self.state.generation,
@@ -128,7 +135,18 @@ class Generations:
     def candidates(
         self, n: int, rng: np.random.Generator, steering: Mapping[str, float]
     ) -> list[Candidate]:
-        """Up to ``n`` candidates of this generation, labelled with it."""
+        """Up to ``n`` candidates of this generation, labelled with it - first, once, the
+        real reservoir (source ``real``, a regime of its own: routed by no certificate of a
+        generation, and not counted in one)."""
+        if self.state.reservoir == "due":
+            self.state.reservoir = "sent"
+            real = [
+                Candidate(payload=c.payload, source="real", id=c.id)
+                for c in self._reservoir_by_id().values()
+            ]
+            if real:
+                return real
+        self.state.reservoir = "done"
         n = min(n, self.remaining())
         parents = self._parent_candidates()
         if not parents:
@@ -198,9 +216,14 @@ class Generations:
         figures: list[dict] = []
         if self.state.reference is not None:
             ref = Reference.from_dict(self.state.reference)
+            audits = [
+                (r["slice"] or "all", (r["p_pass"] >= 0.5) != bool(r["gt_passed"]))
+                for r in rows
+                if r["audit"] and r["gt_passed"] is not None and r["p_pass"] is not None
+            ]
             figures = measure_generation(
                 g, x, slices, props, len(accepted), decided, self._parent_slices(), ref,
-                self.seed,
+                self.seed, audits,
             )  # fmt: skip
         n_seen = int(self.ledger.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
         for row in figures:
@@ -239,7 +262,8 @@ class Generations:
     def _rows(self, generation: int) -> list[Any]:
         return self.ledger.db.execute(
             "SELECT seq, content_id, payload, source, generation, parent_ids, slice, decision, "
-            "p_pass FROM examples WHERE generation = ? AND source != 'real' ORDER BY seq",
+            "p_pass, audit, gt_passed FROM examples WHERE generation = ? AND source != 'real' "
+            "ORDER BY seq",
             (generation,),
         ).fetchall()
 
@@ -259,8 +283,8 @@ class Generations:
         rng = np.random.default_rng(
             np.random.SeedSequence(self.seed, spawn_key=(PARENT_STREAM, closed))
         )
-        real = list(self._reservoir_by_id().values())
-        n_real = s.parents if st.from_reservoir else round(s.parents * st.real_fraction)
+        real = self._real_parents()
+        n_real = s.parents if st.from_reservoir else math.ceil(s.parents * st.real_fraction - 1e-9)
         n_real = min(n_real, s.parents) if real else 0
         low = 0 if s.pool == "accumulate" else closed
         pool = self.ledger.db.execute(
@@ -331,6 +355,20 @@ class Generations:
             if need > 0 and options:
                 extra += [options[i] for i in rng.choice(len(options), need).tolist()]
         return extra
+
+    def _real_parents(self) -> list[Candidate]:
+        """The reservoir's examples a generation may start from: those the ground truth
+        accepted, where the run verified the reservoir (a real example that fails this run's
+        ground truth is no verified parent); all of them where it did not."""
+        real = list(self._reservoir_by_id().values())
+        verdicts = dict(
+            self.ledger.db.execute(
+                "SELECT content_id, decision FROM examples WHERE source = 'real'"
+            ).fetchall()
+        )
+        if not verdicts:
+            return real
+        return [c for c in real if verdicts.get(c.id) == "accepted"]
 
     def _parent_slices(self) -> list[tuple[str, bool]]:
         """Each parent of this generation: (its slice, whether it is real)."""

@@ -208,7 +208,10 @@ class Intake:
         try:
             rng = batch_rng(self.params.seed, GENERATOR_STREAM, number)
             if self.generations is not None:
+                before = self.generations.context()
                 batch = self.generations.candidates(n, rng, self.steering)
+                if self.generations.context() != before:  # the reservoir's batch, or after it
+                    self.new_regime()
             else:
                 batch = self.domain.generate(n, rng, self.steering)
             if not isinstance(batch, list) or not all(isinstance(c, Candidate) for c in batch):

@@ -104,12 +104,14 @@ def measure_generation(
     parent_slices: Sequence[tuple[str, bool]],
     ref: Reference,
     seed: int,
+    audits: Sequence[tuple[str, bool]] = (),
 ) -> list[dict]:
     """One row of figures per slice with enough points, and one for the whole generation
     (slice ``ALL_SLICES``): the rows the ledger's monitor table keeps (``kind`` generation).
     ``x``/``slices``/``props``: the generation's accepted examples; ``accepted``/``decided``:
     its counts; ``parent_slices``: each parent's (slice, is real) - the provenance mix, per
-    slice and for the whole generation."""
+    slice and for the whole generation; ``audits``: each audited item's (slice, whether the
+    surrogate's call - p_pass >= 0.5 - disagreed with the ground truth)."""
     z = ref.z(x) if len(x) else x
     res_z = ref.z(np.asarray(ref.reservoir_x)) if ref.reservoir_x else None
     base = {
@@ -125,6 +127,9 @@ def measure_generation(
         if name != ALL_SLICES and n < MIN_POINTS:
             continue
         row: dict = {**base, "slice": name, "n": n, **_provenance(parent_slices, name)}
+        wrong = [e for s, e in audits if name in (ALL_SLICES, s)]
+        row["audits"] = len(wrong)
+        row["audit_error"] = sum(wrong) / len(wrong) if wrong else None
         if n >= 2:
             row["vendi"] = _vendi(z[mask], ref.bandwidth, seed + generation)
         row["reference_vendi"] = ref.vendi.get(name)
