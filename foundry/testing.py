@@ -46,6 +46,7 @@ from foundry.contract import (
     Candidate,
     Domain,
     GroundTruth,
+    Knob,
     PluginError,
     Predictions,
     PropertySpec,
@@ -324,6 +325,61 @@ def check_steering_defaults(s: _Suite) -> None:
         _require(
             isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
             f"steering_defaults[{key!r}] must be a finite float, got {value!r}",
+        )
+
+
+def check_difficulty_knob(s: _Suite) -> None:
+    """A curriculum turns ``difficulty_knob`` through the steering: it must be a knob the
+    domain has, with a range and a positive step."""
+    knob = s.domain.difficulty_knob
+    if knob is None:
+        return
+    _require(isinstance(knob, Knob), f"difficulty_knob must be a Knob, got {knob!r}")
+    _require(
+        knob.name in s.domain.steering_defaults,
+        f"difficulty_knob {knob.name!r} is not in steering_defaults",
+    )
+    _require(
+        knob.low < knob.high and knob.step > 0,
+        f"difficulty_knob {knob.name!r} needs low < high and step > 0, got {knob}",
+    )
+
+
+def check_propose(s: _Suite) -> None:
+    """Generations come from ``propose``: n Candidates, deterministic given rng, each naming
+    only parents it was given, in the schema, mostly rule-valid (skipped for a domain that
+    does not propose)."""
+    if not s.domain.proposes():
+        return
+    parents = s.accepted()
+    for i, p in enumerate(parents):
+        p.id = p.id or f"parent-{i}"
+    steering = dict(s.domain.steering_defaults)
+    for scale in (1.0, 4.0):
+        out = s.domain.propose(s.n, np.random.default_rng(s.seed), steering, parents, scale)
+        _require(
+            isinstance(out, list)
+            and len(out) == s.n
+            and all(isinstance(c, Candidate) for c in out),
+            f"propose({s.n}, ...) must return {s.n} Candidate objects",
+        )
+        again = s.domain.propose(s.n, np.random.default_rng(s.seed), steering, parents, scale)
+        _require(
+            [_fingerprint(c) for c in out] == [_fingerprint(c) for c in again],
+            f"two propose() calls with rng seeded {s.seed} gave different candidates",
+        )
+        known = {p.id for p in parents}
+        for c in out:
+            _require(
+                c.parent_ids and set(c.parent_ids) <= known,
+                f"a proposed candidate names parents {c.parent_ids!r}, not ids of those given",
+            )
+            error = _schema_error(s.domain.payload_schema, c.payload)
+            _require(error is None, f"proposed payload does not match payload_schema: {error}")
+        n_ok = sum(s.domain.check(c) is None for c in out)
+        _require(
+            n_ok > len(out) / 2,
+            f"check() accepts only {n_ok}/{len(out)} proposed candidates (mutation_scale {scale})",
         )
 
 
@@ -749,6 +805,7 @@ _BASIC_CHECKS: tuple[Callable[[_Suite], None], ...] = (
     check_properties,
     check_fidelities,
     check_steering_defaults,
+    check_difficulty_knob,
     check_options,
     check_generate_count,
     check_generate_json,
@@ -762,6 +819,7 @@ _BASIC_CHECKS: tuple[Callable[[_Suite], None], ...] = (
     check_featurize_deterministic,
     check_featurize_batch_independent,
     check_reservoir,
+    check_propose,
     check_surrogate_fresh,
 )
 _GROUND_TRUTH_CHECKS: tuple[Callable[[_Suite], None], ...] = (

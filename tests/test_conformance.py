@@ -18,6 +18,7 @@ from foundry.contract import (
     Candidate,
     Domain,
     GroundTruth,
+    Knob,
     Predictions,
     PropertySpec,
     SetupError,
@@ -319,7 +320,43 @@ class SurrogateWrongLength(ToyDomain):
         return ShortSurrogate()
 
 
+class ProposingToy(ToyDomain):
+    """A well-behaved ``propose``: x moved by N(0, 0.1 x scale), clipped to the schema."""
+
+    difficulty_knob: ClassVar[Knob | None] = Knob("spread", 1.0, 5.0, 1.0)
+
+    def propose(self, n, rng, steering, parents, mutation_scale=1.0) -> list[Candidate]:
+        picks = rng.integers(0, len(parents), size=n)
+        steps = rng.normal(0.0, 0.1 * mutation_scale, size=n)
+        return [
+            Candidate(
+                payload={"x": float(np.clip(parents[i].payload["x"] + d, -5, 5))},
+                parent_ids=(parents[i].id,),
+            )
+            for i, d in zip(picks, steps, strict=True)
+        ]
+
+
+class ForeignParents(ProposingToy):
+    def propose(self, n, rng, steering, parents, mutation_scale=1.0) -> list[Candidate]:
+        out = super().propose(n, rng, steering, parents, mutation_scale)
+        out[0].parent_ids = ("someone-else",)
+        return out
+
+
+class ProposeIgnoresRng(ProposingToy):
+    def propose(self, n, rng, steering, parents, mutation_scale=1.0) -> list[Candidate]:
+        return super().propose(n, np.random.default_rng(), steering, parents, mutation_scale)
+
+
+class UnknownDifficultyKnob(ToyDomain):
+    difficulty_knob: ClassVar[Knob | None] = Knob("hardness", 0.0, 1.0, 0.1)
+
+
 BROKEN: list[tuple[type[Domain], str]] = [
+    (ForeignParents, "check_propose"),
+    (ProposeIgnoresRng, "check_propose"),
+    (UnknownDifficultyKnob, "check_difficulty_knob"),
     (BadName, "check_name_and_version"),
     (ArraySchema, "check_payload_schema"),
     (InvalidSchema, "check_payload_schema"),
@@ -354,6 +391,10 @@ BROKEN: list[tuple[type[Domain], str]] = [
 
 
 # -- tests -----------------------------------------------------------------------------------
+
+
+def test_a_proposing_domain_passes() -> None:
+    check_domain(ProposingToy())
 
 
 def test_well_behaved_domain_passes_quickly() -> None:
