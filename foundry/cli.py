@@ -343,6 +343,21 @@ def _print_status(run_dir: Path) -> None:
             f"{mon['diversity']:.3g} (ref {mon['reference_diversity']:.3g}) "
             f"/ {mon['drift_sd']:.3g} sd",
         )
+    gen = s["generation_last"]
+    if gen is not None:
+        ratio = (
+            f"Vendi {gen['vendi'] / gen['reference_vendi']:.0%} of generation 0's"
+            if gen.get("vendi") and gen.get("reference_vendi")
+            else "Vendi -"
+        )
+        mmd = f", MMD^2 to the reservoir {gen['mmd2']:.3g}" if gen.get("mmd2") is not None else ""
+        rate = gen.get("acceptance_rate")
+        table.add_row(
+            "generations",
+            f"{s['generations_closed']} closed; generation {gen['generation']}: {ratio}{mmd}, "
+            + (f"acceptance {rate:.0%}, " if rate is not None else "")
+            + f"real parents {gen.get('real_fraction', 0):.0%}",
+        )
     console.print(table)
     for event in s["recent_problems"]:
         console.print(f"[yellow]{event['level']}[/] {event['kind']}: {event['message']}")

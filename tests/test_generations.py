@@ -456,3 +456,14 @@ def test_an_export_with_nothing_real_to_mix_says_so_in_one_line(tmp_path):
     Scheduler(config(run_dir, count=1, verify_reservoir=False), EvolvingAnalyticDomain()).run()
     assert main(["export", str(run_dir), "--real-share", "0.2"]) == 2
     assert main(["export", str(run_dir), "--real-share", "1.5"]) == 2
+
+
+def test_status_shows_the_last_closed_generation(run, capsys):
+    from foundry.cli import main
+
+    assert main(["status", str(run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["generations_closed"] == 4
+    assert summary["generation_last"]["generation"] == 3
+    assert main(["status", str(run)]) == 0
+    assert "4 closed; generation 3: Vendi" in " ".join(capsys.readouterr().out.split())

@@ -285,5 +285,22 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "certificates": len(calibrations),
         "events": dict(events),
         "recent_problems": last_events,
-        "monitor_last": json.loads(monitor[-1]["metrics"]) if monitor else None,
+        **_monitor_last(monitor),
+    }
+
+
+def _monitor_last(monitor: list[Any]) -> dict[str, Any]:
+    """The newest window figures and the newest closed generation's whole-run figures."""
+    windows, generations = [], []
+    for row in monitor:
+        metrics = json.loads(row["metrics"])
+        if metrics.get("kind") == "generation":
+            if metrics.get("slice") == "__all__":
+                generations.append(metrics)
+        else:
+            windows.append(metrics)
+    return {
+        "monitor_last": windows[-1] if windows else None,
+        "generation_last": generations[-1] if generations else None,
+        "generations_closed": len(generations),
     }
