@@ -467,3 +467,27 @@ def test_status_shows_the_last_closed_generation(run, capsys):
     assert summary["generation_last"]["generation"] == 3
     assert main(["status", str(run)]) == 0
     assert "4 closed; generation 3: Vendi" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_run_stopped_at_a_generation_boundary_resumes_into_the_same_run(tmp_path):
+    """The reservoir's items are audited before any surrogate exists; a resumed run must not
+    count their regime among those that share delta (the live run never did), or every later
+    generation's certificates move (regression: the first look points differed)."""
+
+    def cfg(run_dir: Path, n: int) -> RunConfig:
+        out = config(run_dir, size=2000, count=3)
+        return out.model_copy(
+            update={"budget": out.budget.model_copy(update={"max_candidates": n})}
+        )
+
+    Scheduler(cfg(tmp_path / "whole", 100_000), EvolvingAnalyticDomain()).run()
+    for stop in (2016, 4016):  # the reservoir's 16, then whole generations
+        Scheduler(cfg(tmp_path / "split", stop), EvolvingAnalyticDomain(), resume=stop > 2016).run()
+    Scheduler(cfg(tmp_path / "split", 100_000), EvolvingAnalyticDomain(), resume=True).run()
+    sql = (
+        "SELECT seq, content_id, decision, decided_by, route, surrogate_version, "
+        "calibration_version FROM examples ORDER BY seq"
+    )
+    whole, split = rows(tmp_path / "whole", sql), rows(tmp_path / "split", sql)
+    assert len(whole) > 6000 and [tuple(r) for r in split] == [tuple(r) for r in whole]
+    assert any(r["decided_by"] == "surrogate" for r in whole)

@@ -634,9 +634,14 @@ class CalibrationBook:
         self.champion = state.get("champion") if state.get("champion") in self.slots else None
         chal = state.get("challenger")
         self.challenger = chal if chal in self.slots and chal != self.champion else None
-        for seq, regime, name, _verdict, _resolved in audits:
-            self.register_audits(regime, [seq], [name], [opinions.get(seq, [])], journal=False)
-        for seq, regime, name, verdict, resolved in audits:
+        # audits no live version scored are skipped: the live run registered an audit only
+        # with opinions (none before the first surrogate), and registering one would place
+        # its regime - shifting every later regime's share of delta - where the run did not
+        # (the order of the regimes it did place is in ``state``)
+        scored = [a for a in audits if opinions.get(a[0])]
+        for seq, regime, name, _verdict, _resolved in scored:
+            self.register_audits(regime, [seq], [name], [opinions[seq]], journal=False)
+        for seq, regime, name, verdict, resolved in scored:
             if resolved:
                 self.resolve_audit(seq, regime, name, verdict)
         self._restore_looks(calibrations)
