@@ -18,7 +18,6 @@ one would have.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 from foundry.config import GenerationSettings
 from foundry.contract import Candidate, Domain, PluginError, canonical_json, example_id
 from foundry.ledger import Ledger
+from foundry.loop.rows import candidate_of_row
 from foundry.monitor.generations import (
     CollapsePolicy,
     PolicyParams,
@@ -201,7 +201,7 @@ class Generations:
         rows = self._rows(g)
         accepted = [r for r in rows if r["decision"] == "accepted"]
         decided = sum(r["decision"] in ("accepted", "rejected") for r in rows)
-        cands = [_candidate(r) for r in accepted]
+        cands = [candidate_of_row(r) for r in accepted]
         events: list[tuple[str, str, str]] = []
         x = self._features(cands)
         slices = np.array([r["slice"] or "all" for r in accepted], dtype=object)
@@ -327,7 +327,7 @@ class Generations:
             rest = [rest[i] for i in sorted(rng.choice(len(rest), NOVELTY_POOL, replace=False))]
         if not rest:
             return []
-        x = self._features([_candidate(r) for r in [*chosen, *rest]])
+        x = self._features([candidate_of_row(r) for r in [*chosen, *rest]])
         return [rest[i] for i in farthest_points(x, len(chosen), k)]
 
     def _fill_real_by_slice(
@@ -414,7 +414,7 @@ class Generations:
                 ):
                     rows[r["content_id"]] = r
             self._parents = [
-                real[pid] if pid in real else _candidate(rows[pid])
+                real[pid] if pid in real else candidate_of_row(rows[pid])
                 for pid in self.state.parents
                 if pid in real or pid in rows
             ]
@@ -440,13 +440,3 @@ def farthest_points(x: np.ndarray, n_taken: int, k: int) -> list[int]:
         dist = np.minimum(dist, np.linalg.norm(rest - rest[i], axis=1))
         dist[i] = -np.inf
     return picks
-
-
-def _candidate(row: Any) -> Candidate:
-    return Candidate(
-        payload=json.loads(row["payload"]),
-        source=row["source"],
-        generation=int(row["generation"]),
-        parent_ids=tuple(json.loads(row["parent_ids"])),
-        id=row["content_id"],
-    )

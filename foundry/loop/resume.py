@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foundry.config import RunConfig
-from foundry.contract import Candidate, FoundryError, Verdict
+from foundry.contract import FoundryError, Verdict
 from foundry.ledger import Ledger
+from foundry.loop.rows import candidate_of_row
 
 if TYPE_CHECKING:
     from foundry.loop.book import Scored
@@ -86,17 +87,6 @@ def _floats(text: str | None) -> dict[str, float]:
     if not text:
         return {}
     return {k: (math.nan if v is None else float(v)) for k, v in json.loads(text).items()}
-
-
-def _candidate(row: Any) -> Candidate:
-    return Candidate(
-        payload=json.loads(row["payload"]),
-        source=row["source"],
-        generation=int(row["generation"]),
-        parent_ids=tuple(json.loads(row["parent_ids"])),
-        id=row["content_id"],
-        input_line=row["input_line"],
-    )
 
 
 def _verdict(passed: Any, properties: Any, reason: Any, measurements: Any) -> Verdict:
@@ -194,7 +184,7 @@ def restore_run(s: Scheduler) -> None:
                 stats.gt_calls += 1
             verdict = _row_verdict(row)
             if verdict is not None:
-                cand = _candidate(row)
+                cand = candidate_of_row(row)
                 cand.evidence.update(evidence.get(row["seq"], {}))
                 s.trainer.labels.append((cand, verdict))
             if decision == "accepted":
@@ -235,7 +225,7 @@ def restore_run(s: Scheduler) -> None:
     done = _tiers_done(ledger) if ladder else {}
     fidelities = [v.fidelity or "ground-truth" for v in s.verifiers]
     for row in pending:
-        cand = _candidate(row)
+        cand = candidate_of_row(row)
         cand.evidence.update(evidence.get(row["seq"], {}))
         common = dict(regime=row["generator_hash"], slice=row["slice"] or "all",
                       batch=int(row["batch"] or 0), text=row["payload"])  # fmt: skip

@@ -99,6 +99,18 @@ def _prediction_columns(shown: BatchScores) -> dict[str, Any]:
     return {k: v for k, v in columns.items() if v is not None}
 
 
+def candidate_of_row(row: Any) -> Candidate:
+    """The candidate an example row (a ``sqlite3.Row``) records: payload and provenance."""
+    return Candidate(
+        payload=json.loads(row["payload"]),
+        source=row["source"],
+        generation=int(row["generation"]),
+        parent_ids=tuple(json.loads(row["parent_ids"])),
+        id=row["content_id"],
+        input_line=row["input_line"] if "input_line" in row.keys() else None,  # noqa: SIM118
+    )
+
+
 def provenance_columns(cands: Sequence[Candidate]) -> dict[str, Sequence[Any]]:
     """Columns every example row carries, one entry per candidate.
 
