@@ -188,11 +188,13 @@ def _drop_capabilities() -> None:
     _check(_LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
-def _set_limit(which: int, value: int) -> None:
+def _set_limit(which: int, value: int, grace: int = 0) -> None:
+    """Soft limit ``value``, hard limit ``value + grace`` (never above the current hard one)."""
     _soft, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
-    resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+    top = value + grace
+    resource.setrlimit(which, (value, top if hard == resource.RLIM_INFINITY else min(top, hard)))
 
 
 def _vm_data_kb() -> int:
@@ -255,7 +257,9 @@ def _set_up_runner(request: dict[str, Any], req_fd: int, resp_fd: int) -> float:
             os.close(fd)
     memory_kb = int(limits["memory_mb"]) * 1024
     _set_limit(resource.RLIMIT_DATA, (_vm_data_kb() + memory_kb) * 1024)
-    _set_limit(resource.RLIMIT_CPU, max(1, int(limits["cpu_time_s"] + 0.999)))
+    # a second between the soft and the hard CPU limit: the program gets SIGXCPU (a CPU-time
+    # verdict) rather than the SIGKILL a hard limit sends (a "crash" that says nothing)
+    _set_limit(resource.RLIMIT_CPU, max(1, int(limits["cpu_time_s"] + 0.999)), grace=1)
     _set_limit(resource.RLIMIT_FSIZE, int(limits["output_kb"]) * 1024)
     _set_limit(resource.RLIMIT_NPROC, int(limits["max_processes"]))
     _set_limit(resource.RLIMIT_CORE, 0)

@@ -32,11 +32,12 @@ from foundry.execution.spec import VerifierSpec
 OPTIONS = {"imports": "any", "timeout_s": 3.0, "cpu_time_s": 3.0, "memory_mb": 256}
 
 
-def _spec() -> VerifierSpec:
-    gt = CodeDomain(CodeOptions(**OPTIONS)).ground_truth()
+def _spec(options: dict | None = None) -> VerifierSpec:
+    options = OPTIONS if options is None else options
+    gt = CodeDomain(CodeOptions(**options)).ground_truth()
     return VerifierSpec(
         "foundry.domains.code:CodeDomain",
-        options_json=json.dumps(OPTIONS),
+        options_json=json.dumps(options),
         fidelity=None,
         resources=gt.resources,
         isolation="bwrap",
@@ -281,8 +282,24 @@ def test_an_infinite_loop_is_a_timeout(host):
     program = "def f():\n    while True:\n        pass\n"
     verdict = verdict_of(host, record(program, "assert candidate() == 1"))
     elapsed = time.monotonic() - started
-    assert not verdict.passed and verdict.reason.startswith("timeout:"), verdict.reason
+    # cpu_time_s equals timeout_s here: whichever limit strikes first ends it, with its name
+    # (the CPU limit used to end it as "crash: killed by SIGKILL": a hard limit's signal)
+    assert not verdict.passed, verdict.reason
+    assert verdict.reason.startswith(("timeout:", "resource: CPU-time limit")), verdict.reason
     assert OPTIONS["timeout_s"] - 0.5 < elapsed < OPTIONS["timeout_s"] + 5
+
+
+def test_a_loop_past_its_cpu_time_is_a_cpu_time_verdict():
+    """CPU time below the wall time: the CPU limit ends the loop, and says so (SIGXCPU at the
+    soft limit, not the hard limit's bare SIGKILL)."""
+    h = ChildHost(_spec({**OPTIONS, "cpu_time_s": 1.0, "timeout_s": 8.0}))
+    try:
+        program = "def f():\n    while True:\n        pass\n"
+        verdict = verdict_of(h, record(program, "assert candidate() == 1"))
+        assert not verdict.passed
+        assert verdict.reason.startswith("resource: CPU-time limit"), verdict.reason
+    finally:
+        h.close()
 
 
 def test_a_cpu_burner_child_that_ignores_sigterm_dies_with_its_check(host):
