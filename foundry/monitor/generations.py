@@ -74,7 +74,9 @@ def make_reference(
 ) -> Reference:
     """The reference from generation 0's verified examples ``x`` (and the reservoir)."""
     std = x.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    # a constant column's std is rounding noise (1e-17), not a scale: it would blow any
+    # later variation up to 1e15 standard deviations
+    std = np.where(std > 1e-9 * np.maximum(1.0, np.abs(x).max(axis=0)), std, 1.0)
     mean = x.mean(axis=0)
     z = (x - mean) / std
     bandwidth = median_bandwidth(z, np.random.default_rng(seed))

@@ -74,7 +74,9 @@ class Monitor:
 
     def _make_reference(self, x: np.ndarray, source: str) -> Reference:
         std = x.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
+        # a constant column's std is rounding noise (1e-17), not a scale: it would blow any
+        # later variation up to 1e15 standard deviations
+        std = np.where(std > 1e-9 * np.maximum(1.0, np.abs(x).max(axis=0)), std, 1.0)
         mean = x.mean(axis=0)
         return Reference(mean, std, mean_pairwise_distance((x - mean) / std, self.rng), source)
 
