@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.baseline_n = min(args.n, 8_000), min(args.baseline_n, 60)
-        args.min_train_labels, args.retrain_every = 300, 400
-        args.fresh, args.fresh_per_slice = 60, 40
+        args.min_train_labels = min(args.min_train_labels, 300)
+        args.fresh, args.fresh_per_slice = min(args.fresh, 60), min(args.fresh_per_slice, 40)
     options: dict[str, Any] = {
         "lattices": args.lattices.split(","),
         "energy_tol_ev": args.energy_tol,
