@@ -1,7 +1,8 @@
 """Packaging checks: pyproject.toml and environment.yml agree, and the install has the right shape.
 
-* Every pip requirement of the runtime and of the circuits / chemistry / gnn / slurm extras has a
-  conda-forge counterpart in environment.yml whose version range starts no lower than pip's.
+* Every pip requirement of the runtime and of the circuits / chemistry / materials / gnn / slurm
+  extras has a conda-forge counterpart in environment.yml whose version range starts no lower
+  than pip's.
 * The console script ``foundry`` and the entry-point group ``foundry.domains`` are declared.
 * The folders ``domains/``, ``surrogates/``, ``simulators/`` install as ``foundry.domains`` ...,
   and nothing claims the generic top-level names ``domains`` / ``surrogates`` / ``simulators``.
@@ -29,7 +30,7 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-EXTRAS_IN_CONDA = ("circuits", "chemistry", "gnn", "slurm")
+EXTRAS_IN_CONDA = ("circuits", "chemistry", "materials", "gnn", "slurm")
 
 # pip (PyPI) name -> conda-forge name. Explicit on purpose: a new dependency must be placed here
 # by someone who checked its conda-forge name.
@@ -50,6 +51,8 @@ PIP_TO_CONDA = {
     "rdkit": "rdkit",
     "pyscf": "pyscf",
     "tblite": "tblite-python",  # conda-forge splits the library (tblite) from its Python API
+    "ase": "ase",
+    "openmm": "openmm",
     "dask-jobqueue": "dask-jobqueue",
     "pytest": "pytest",
     "ruff": "ruff",
